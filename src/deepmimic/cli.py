@@ -1,0 +1,113 @@
+"""The ``deepmimic`` command: a thin layer over the Python API.
+
+Every user mistake (bad path, malformed data, unknown config key) ends with a one-line
+``error: ...`` on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Sequence
+
+from deepmimic import __version__
+from deepmimic.errors import DeepMimicError
+
+BUILTIN_CONFIGS = "deepmimic.builtin_configs"
+
+
+def _builtin_config(name: str) -> Path:
+    return Path(str(resources.files(BUILTIN_CONFIGS).joinpath(f"{name}.yaml")))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from deepmimic.config import load_config
+    from deepmimic.pipelines.deepmimic import run_pipeline
+    from deepmimic.pipelines.results_table import results_table
+
+    overrides = list(args.set or [])
+    if args.out:
+        overrides.append(f"output_dir={args.out}")
+    config = load_config(args.config, overrides)
+    results = run_pipeline(config, resume=args.resume, progress=False if args.no_progress else None)
+    print()
+    print(results_table(results))
+    print(f"\nresults: {Path(config.output_dir) / 'results.json'}  (wall time {results['wall_time_s']:.1f} s)")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    args.config = _builtin_config("demo")
+    return _cmd_run(args)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from deepmimic.models import list_presets
+
+    rows = list_presets()
+    header = ("name", "in_shape", "classes", "params", "MACs", "architecture")
+    table = [header] + [
+        (
+            r["name"],
+            "x".join(str(d) for d in r["in_shape"]),
+            str(r["num_classes"]),
+            f"{r['params']:,}",
+            f"{r['macs']:,}",
+            str(r["notation"]),
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    for row in table:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepmimic",
+        description="Mentor-student training: a smaller student that matches a teacher, trained without labels.",
+    )
+    parser.add_argument("--version", action="version", version=f"deepmimic {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add_run_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. --set students.0.train.epochs=3 (repeatable)")
+        p.add_argument("--out", metavar="DIR", help="output directory (same as --set output_dir=DIR)")
+        p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
+        p.add_argument("--no-progress", action="store_true", help="plain per-epoch lines instead of progress bars")
+
+    run = sub.add_parser("run", help="run an experiment from a YAML config", description="Run the DeepMimic pipeline described by a YAML config.")
+    run.add_argument("config", help="YAML experiment file (see configs/)")
+    add_run_options(run)
+    run.set_defaults(func=_cmd_run)
+
+    demo = sub.add_parser("demo", help="mentor + Student-A + Student-B on the built-in 5,000 MNIST digits", description="Run the DeepMimic pipeline on the built-in mnist-5k data (offline) and print the table.")
+    add_run_options(demo)
+    demo.set_defaults(func=_cmd_demo)
+
+    models = sub.add_parser("models", help="list model presets with parameter and MAC counts", description="List the model presets (the paper's Mentor and Student-A/B/C).")
+    models.set_defaults(func=_cmd_models)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except DeepMimicError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

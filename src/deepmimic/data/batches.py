@@ -1,0 +1,139 @@
+"""Batches sliced from in-memory tensors, normalisation and augmentation on tensors.
+
+No per-sample Python runs in the hot loop: an epoch is one random permutation, each
+batch is an index slice of the uint8 image tensor (and of every target tensor), and
+augmentation is vectorised over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from deepmimic.errors import DataError
+
+AUGMENTATIONS = ("none", "crop-flip")
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """uint8 images -> float32 ``(x / 255 - mean) / std`` per channel.
+
+    The statistics are computed from training *images* (never labels), stored in every
+    run's results and checkpoints, and reused for test data and inference.
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, images: torch.Tensor) -> Normalizer:
+        """Per-channel mean/std of uint8 ``images`` (N, C, H, W), scaled to [0, 1]."""
+        # Accumulate in float64 over chunks so 50k CIFAR images need no 600 MB float copy.
+        channels = images.shape[1]
+        total = torch.zeros(channels, dtype=torch.float64)
+        total_sq = torch.zeros(channels, dtype=torch.float64)
+        for start in range(0, images.shape[0], 4096):
+            chunk = images[start : start + 4096].to(torch.float64) / 255.0
+            total += chunk.sum(dim=(0, 2, 3))
+            total_sq += (chunk**2).sum(dim=(0, 2, 3))
+        count = images.shape[0] * images.shape[2] * images.shape[3]
+        mean = total / count
+        std = (total_sq / count - mean**2).clamp_min(1e-12).sqrt()
+        return cls(tuple(float(m) for m in mean), tuple(float(s) for s in std))
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) uint8 on any device -> float32 normalised, same device."""
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        return (images.float().div_(255.0) - mean).div_(std)
+
+    def to_dict(self) -> dict[str, list[float]]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+
+def random_crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crop with zero padding + horizontal flip, vectorised over the batch.
+
+    x: (B, C, H, W) float. Each image gets its own offsets in [0, 2 * padding] and a
+    coin flip, drawn from ``generator`` (on the CPU, so results do not depend on device).
+    """
+    b, _, h, w = x.shape
+    padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
+    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
+    flip = torch.rand(b, generator=generator).to(x.device) < 0.5
+    rows = oy[:, None] + torch.arange(h, device=x.device)  # (B, H)
+    cols = ox[:, None] + torch.arange(w, device=x.device)  # (B, W)
+    cols = torch.where(flip[:, None], cols.flip(1), cols)  # flipping = reading columns backwards
+    batch_idx = torch.arange(b, device=x.device)[:, None, None]
+    # Advanced indexing with (B,1,1), (B,H,1), (B,1,W) on dims 0, 2, 3 -> (B, H, W, C).
+    crops = padded.permute(0, 2, 3, 1)[batch_idx, rows[:, :, None], cols[:, None, :]]
+    return crops.permute(0, 3, 1, 2).contiguous()
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """What the engine trains on: images plus aligned per-row targets.
+
+    ``targets`` maps a name to a tensor with one row per image, e.g. ``{"labels": int64
+    (N,)}`` for supervised training or ``{"probs": float32 (N, K)}`` for soft labels.
+    A method names the targets it needs; the engine checks them before training.
+    """
+
+    images: torch.Tensor
+    targets: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    name: str = "train"
+
+    def __post_init__(self) -> None:
+        n = self.images.shape[0]
+        for key, value in self.targets.items():
+            if value.shape[0] != n:
+                raise DataError(f"{self.name}: target '{key}' has {value.shape[0]} rows, images have {n}")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+
+@dataclass
+class Batch:
+    """One training batch: normalised inputs, the aligned targets and row indices."""
+
+    x: torch.Tensor  # (B, C, H, W) float32
+    targets: dict[str, torch.Tensor]
+    index: torch.Tensor  # (B,) int64 rows of the TrainingSet
+
+
+def iterate_batches(
+    data: TrainingSet,
+    batch_size: int,
+    normalizer: Normalizer,
+    generator: torch.Generator,
+    device: torch.device,
+    augment: str = "none",
+    drop_last: bool = False,
+) -> Iterator[Batch]:
+    """Yield shuffled batches for one epoch (order and augmentation from ``generator``)."""
+    if augment not in AUGMENTATIONS:
+        raise DataError(f"unknown augmentation '{augment}', expected one of {', '.join(AUGMENTATIONS)}")
+    n = len(data)
+    order = torch.randperm(n, generator=generator)
+    stop = n - n % batch_size if drop_last else n
+    for start in range(0, stop, batch_size):
+        idx = order[start : start + batch_size]
+        x = normalizer(data.images[idx].to(device, non_blocking=True))
+        if augment == "crop-flip":
+            x = random_crop_flip(x, padding=4, generator=generator)
+        targets = {k: v[idx].to(device, non_blocking=True) for k, v in data.targets.items()}
+        yield Batch(x=x, targets=targets, index=idx)
+
+
+def iterate_eval_batches(
+    images: torch.Tensor, batch_size: int, normalizer: Normalizer, device: torch.device
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Yield (row slice, normalised batch) in order, for evaluation and labelling."""
+    for start in range(0, images.shape[0], batch_size):
+        rows = slice(start, start + batch_size)
+        yield rows, normalizer(images[rows].to(device, non_blocking=True))

@@ -1,0 +1,36 @@
+"""Training hyperparameters, validated strictly (unknown keys and wrong types fail)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+
+class StrictModel(BaseModel):
+    """A pydantic model that rejects unknown keys and silent type coercion."""
+
+    model_config = ConfigDict(extra="forbid", strict=False, validate_assignment=True)
+
+
+class TrainSettings(StrictModel):
+    """How one model is trained: optimiser, schedule, epochs, batches, seed, device.
+
+    Defaults follow the DeepMimic paper's recipe (SGD with momentum, section 3.2).
+    """
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 128
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0)
+    schedule: Literal["constant", "step", "cosine"] = "cosine"
+    step_size: PositiveInt = 30  # epochs between decays for schedule=step
+    gamma: float = Field(0.1, gt=0, le=1)
+    augment: Literal["none", "crop-flip"] = "none"
+    seed: int = 0
+    device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
+    eval_batch_size: PositiveInt = 1024
+    eval_every: PositiveInt = 1  # evaluate on the test set every N epochs (and always at the end)

@@ -1,0 +1,50 @@
+"""DeepMimic soft-label training (DeepMimic paper, section 3.2).
+
+The student is trained on the mentor's softmax outputs p_t for unlabelled images with
+the cross-entropy between distributions:
+
+    L = - (1/B) sum_i sum_k p_t[i, k] * log softmax(z_s[i] / T)[k]   (* T^2 when T != 1)
+
+At T = 1 (the paper's setting) this is the plain soft cross-entropy. With T != 1 the
+cached probabilities are re-tempered as softmax(log p_t / T) and the loss is scaled by
+T^2 so gradient magnitudes stay comparable (Hinton et al., 2015).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from deepmimic.data.batches import Batch
+from deepmimic.methods.base import Method
+
+
+def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Mean over the batch of -sum_k p_t,k log softmax(z_s / T)_k, times T^2.
+
+    student_logits: (B, K) raw scores. teacher_probs: (B, K) rows summing to 1.
+    """
+    if temperature != 1.0:
+        teacher_probs = torch.softmax(torch.log(teacher_probs.clamp_min(1e-12)) / temperature, dim=1)
+    log_q = F.log_softmax(student_logits / temperature, dim=1)
+    return -(teacher_probs * log_q).sum(dim=1).mean() * (temperature**2)
+
+
+class SoftLabel(Method):
+    """Train the student on the mentor's cached soft labels ("probs"); no labels used."""
+
+    needs: ClassVar[frozenset[str]] = frozenset({"probs"})
+    uses_labels: ClassVar[bool] = False
+
+    def __init__(self, student: torch.nn.Module, *, temperature: float = 1.0) -> None:
+        super().__init__(student)
+        self.temperature = temperature
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        logits = self.student(batch.x)
+        return {"soft_ce": soft_cross_entropy(logits, batch.targets["probs"], self.temperature)}
+
+    def hyperparameters(self) -> dict[str, object]:
+        return {"temperature": self.temperature}

@@ -1,0 +1,1 @@
+"""Multi-stage recipes built from the engine, methods and teachers."""

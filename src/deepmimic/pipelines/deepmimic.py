@@ -1,0 +1,177 @@
+"""The DeepMimic pipeline (DeepMimic paper, sections 3-4).
+
+data -> split (labelled 20% / unlabelled 80%, balanced) -> train the mentor on the
+labelled part with cross-entropy -> label the unlabelled part once with the mentor's
+softmax outputs (cached on disk) -> train each student on those soft labels only ->
+evaluate mentor and students on the real test set -> results.json and table.md.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from deepmimic.config import ModelStage, PipelineConfig
+from deepmimic.data import load_dataset, read_image_pool
+from deepmimic.data.batches import Normalizer, TrainingSet
+from deepmimic.data.dataset import ImageDataset
+from deepmimic.data.splits import MentorStudentSplit, UnlabeledImages, add_out_of_domain, remove_unbalanced, split_labeled_unlabeled
+from deepmimic.engine.optim import resolve_device
+from deepmimic.engine.trainer import fit
+from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
+from deepmimic.io_utils import write_json, write_text
+from deepmimic.methods.registry import create_method
+from deepmimic.models import count_macs, count_parameters, create_model
+from deepmimic.pipelines.results_table import results_table
+from deepmimic.pipelines.soft_label_cache import cached_soft_labels, soft_label_key
+from deepmimic.teachers.labeling import label_images
+from deepmimic.teachers.module import ModuleTeacher
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The data a DeepMimic run needs, after splitting."""
+
+    split: MentorStudentSplit
+    student_images: UnlabeledImages
+    test: ImageDataset
+    normalizer: Normalizer
+
+
+def prepare_data(config: PipelineConfig) -> PreparedData:
+    """Load the dataset, split it, and apply the unbalanced variants of section 4.3."""
+    data = load_dataset(config.data.name, config.data.root, **config.data.options)
+    split = split_labeled_unlabeled(data.train, config.split.labeled_fraction, config.split.seed)
+    student_images = split.unlabeled
+    if config.split.removal_ratio_bound > 0:
+        student_images = remove_unbalanced(student_images, config.split.removal_ratio_bound, config.split.seed)
+    if config.split.out_of_domain is not None and config.split.out_of_domain.fraction > 0:
+        pool = read_image_pool(config.split.out_of_domain.pool)
+        student_images = add_out_of_domain(student_images, pool, config.split.out_of_domain.fraction, config.split.seed)
+    # Normalisation statistics come from training images only (no labels involved).
+    normalizer = Normalizer.fit(data.train.images)
+    return PreparedData(split=split, student_images=student_images, test=data.test, normalizer=normalizer)
+
+
+def _build(stage: ModelStage, data: PreparedData) -> torch.nn.Module:
+    return create_model(stage.model, data.test.in_shape, data.test.num_classes, **stage.model_options)
+
+
+def _model_info(stage: ModelStage, model: torch.nn.Module, in_shape: tuple[int, int, int]) -> dict[str, Any]:
+    return {
+        "name": stage.name,
+        "model": stage.model,
+        "architecture": getattr(model, "notation", stage.model),
+        "method": stage.method,
+        "parameters": count_parameters(model),
+        "macs": count_macs(model, in_shape),
+    }
+
+
+def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
+    """Run the whole pipeline; returns the results dict also written to results.json."""
+    started = time.perf_counter()
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    data = prepare_data(config)
+    write_json(out / "split.json", {**data.split.record(), "student_rows": len(data.student_images)})
+    device = resolve_device(config.mentor.train.device)
+    test = data.test
+    print(
+        f"[data] {config.data.name}: {len(data.split.labeled)} labelled (mentor), "
+        f"{len(data.student_images)} unlabelled (students), {len(test)} test",
+        flush=True,
+    )
+
+    # 1. Mentor: supervised on the labelled part.
+    mentor = _build(config.mentor, data)
+    mentor_method = create_method(config.mentor.method, mentor, **config.mentor.method_options)
+    mentor_set = TrainingSet(data.split.labeled.images, {"labels": data.split.labeled.labels}, name="mentor")
+    t0 = time.perf_counter()
+    mentor_fit = fit(
+        mentor_method, mentor_set, data.normalizer, config.mentor.train,
+        test=test, run_dir=out / "mentor", resume=resume, label=config.mentor.name, progress=progress,
+    )
+    mentor_time = time.perf_counter() - t0
+    mentor_eval = evaluate(mentor, test.images, test.labels, data.normalizer, device)
+
+    # 2. Soft labels for the unlabelled part, computed once and cached.
+    cache_dir = Path(config.cache_dir) if config.cache_dir else out / "soft-label-cache"
+    key = soft_label_key(mentor, data.student_images.images, data.normalizer)
+    t0 = time.perf_counter()
+    teacher = ModuleTeacher(mentor, test.num_classes)
+    probs, was_cached = cached_soft_labels(
+        cache_dir, key, lambda: label_images(teacher, data.student_images.images, data.normalizer, device)
+    )
+    label_time = time.perf_counter() - t0
+    print(f"[labels] {len(probs)} soft labels {'read from cache' if was_cached else 'computed'} ({key[:12]})", flush=True)
+    student_set = TrainingSet(data.student_images.images, {"probs": probs}, name="students")
+
+    results: dict[str, Any] = {
+        "name": config.name,
+        "data": {
+            "name": config.data.name,
+            "labeled": len(data.split.labeled),
+            "unlabeled": len(data.student_images),
+            "test": len(test),
+            "normalizer": data.normalizer.to_dict(),
+        },
+        "mentor": {
+            **_model_info(config.mentor, mentor, test.in_shape),
+            **mentor_eval.summary(),
+            "train_time_s": mentor_time,
+            "epochs": config.mentor.train.epochs,
+            "confusion": confusion_matrix(test.labels, mentor_eval.predictions, test.num_classes).tolist(),
+        },
+        "soft_labels": {"key": key, "cached": was_cached, "time_s": label_time},
+        "students": [],
+    }
+
+    # 3. Students: soft labels only; labels never enter this training set.
+    for stage in config.students:
+        student = _build(stage, data)
+        method = create_method(stage.method, student, **stage.method_options)
+        t0 = time.perf_counter()
+        fit(
+            method, student_set, data.normalizer, stage.train,
+            test=test, run_dir=out / "students" / _slug(stage.name), resume=resume, label=stage.name, progress=progress,
+        )
+        train_time = time.perf_counter() - t0
+        ev = evaluate(student, test.images, test.labels, data.normalizer, device)
+        results["students"].append(
+            {
+                **_model_info(stage, student, test.in_shape),
+                **ev.summary(),
+                "relative_accuracy": relative_accuracy(ev.accuracy, mentor_eval.accuracy),
+                "agreement": agreement(ev.predictions, mentor_eval.predictions),
+                "train_time_s": train_time,
+                "epochs": stage.train.epochs,
+                "confusion": confusion_matrix(test.labels, ev.predictions, test.num_classes).tolist(),
+            }
+        )
+
+    results["wall_time_s"] = time.perf_counter() - started
+    results["environment"] = {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "device": str(device),
+        "threads": torch.get_num_threads(),
+        "platform": platform.platform(),
+    }
+    if config.paper is not None:
+        results["paper"] = config.paper.model_dump()
+    write_json(out / "results.json", results)
+    table = results_table(results)
+    write_text(out / "table.md", table + "\n")
+    return results
+
+
+def _slug(name: str) -> str:
+    return "".join(ch.lower() if ch.isalnum() else "-" for ch in name).strip("-") or "student"

@@ -1,0 +1,137 @@
+"""The training engine: learning, metrics files, checkpoints, resume, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from deepmimic.data.batches import Normalizer, TrainingSet
+from deepmimic.engine.checkpoint import load_checkpoint
+from deepmimic.engine.settings import TrainSettings
+from deepmimic.engine.trainer import CHECKPOINT_NAME, METRICS_NAME, WEIGHTS_NAME, fit
+from deepmimic.errors import TeacherError, TrainingError
+from deepmimic.methods import SoftLabel, Supervised
+from synthetic import make_blobs_dataset
+
+
+def tiny_cnn(num_classes: int = 4) -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.1), nn.Flatten(), nn.Linear(4 * 16, num_classes)
+    )
+
+
+def supervised_setup(seed: int = 0) -> tuple[Supervised, TrainingSet, Normalizer]:
+    torch.manual_seed(seed)
+    ds = make_blobs_dataset(n_per_class=30)
+    data = TrainingSet(ds.images, {"labels": ds.labels})
+    return Supervised(tiny_cnn()), data, Normalizer.fit(ds.images)
+
+
+SETTINGS = dict(batch_size=16, lr=0.1, epochs=4, seed=7, device="cpu")
+
+
+def test_fit_learns_and_writes_metrics_checkpoint_and_weights(tmp_path: Path) -> None:
+    method, data, norm = supervised_setup()
+    test = make_blobs_dataset(n_per_class=10, seed=1)
+    result = fit(method, data, norm, TrainSettings(**SETTINGS), test=test, run_dir=tmp_path, progress=False)
+    assert len(result.history) == 4
+    assert result.final["test_accuracy"] >= 0.9
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    lines = (tmp_path / METRICS_NAME).read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+    state = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert state["epoch"] == 4
+    assert (tmp_path / WEIGHTS_NAME).stat().st_size > 0
+    assert not list(tmp_path.glob("*.tmp"))  # atomic writes leave no temporaries
+
+
+def test_resume_after_interruption_matches_uninterrupted_run(tmp_path: Path) -> None:
+    test = make_blobs_dataset(n_per_class=10, seed=1)
+    method_a, data, norm = supervised_setup()
+    # Reference: uninterrupted. Then the same run killed during epoch 3 and resumed.
+    fit(method_a, data, norm, TrainSettings(**SETTINGS), test=test, run_dir=tmp_path / "ref", progress=False)
+
+    method_b, _, _ = supervised_setup()
+    calls = {"n": 0}
+    original = method_b.losses
+
+    def dying_losses(batch):  # raise during epoch 3
+        calls["n"] += 1
+        if calls["n"] == 2 * 8 + 3:  # 120 images / 16 = 8 batches per epoch
+            raise KeyboardInterrupt
+        return original(batch)
+
+    method_b.losses = dying_losses  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        fit(method_b, data, norm, TrainSettings(**SETTINGS), test=test, run_dir=tmp_path / "killed", progress=False)
+    assert len((tmp_path / "killed" / METRICS_NAME).read_text().splitlines()) == 2
+
+    method_c, _, _ = supervised_setup(seed=99)
+    resumed = fit(method_c, data, norm, TrainSettings(**SETTINGS), test=test, run_dir=tmp_path / "killed", resume=True, progress=False)
+    ref = json.loads((tmp_path / "ref" / METRICS_NAME).read_text().splitlines()[-1])
+    assert resumed.final["test_accuracy"] == ref["test_accuracy"]
+    assert resumed.final["test_loss"] == pytest.approx(ref["test_loss"], abs=1e-6)
+    assert resumed.final["train_loss"] == pytest.approx(ref["train_loss"], abs=1e-6)
+    for (name, a), (_, b) in zip(method_a.state_dict().items(), method_c.state_dict().items()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert [json.loads(l)["epoch"] for l in (tmp_path / "killed" / METRICS_NAME).read_text().splitlines()] == [1, 2, 3, 4]
+
+
+def test_resume_of_finished_run_trains_nothing(tmp_path: Path) -> None:
+    method, data, norm = supervised_setup()
+    fit(method, data, norm, TrainSettings(**SETTINGS), run_dir=tmp_path, progress=False)
+    again, _, _ = supervised_setup(seed=5)
+    result = fit(again, data, norm, TrainSettings(**SETTINGS), run_dir=tmp_path, resume=True, progress=False)
+    assert len(result.history) == 4
+    for a, b in zip(method.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_resume_with_changed_settings_is_refused(tmp_path: Path) -> None:
+    method, data, norm = supervised_setup()
+    fit(method, data, norm, TrainSettings(**{**SETTINGS, "epochs": 1}), run_dir=tmp_path, progress=False)
+    with pytest.raises(TrainingError, match="lr"):
+        fit(method, data, norm, TrainSettings(**{**SETTINGS, "lr": 0.5}), run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_corrupt_checkpoint_gives_clear_error(tmp_path: Path) -> None:
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
+    method, data, norm = supervised_setup()
+    with pytest.raises(TrainingError, match="cannot load checkpoint"):
+        fit(method, data, norm, TrainSettings(**SETTINGS), run_dir=tmp_path, resume=True, progress=False)
+
+
+def test_non_finite_loss_stops_with_clear_error() -> None:
+    method, data, norm = supervised_setup()
+    with pytest.raises(TrainingError, match="non-finite loss"):
+        fit(method, data, norm, TrainSettings(**{**SETTINGS, "lr": 1e30, "epochs": 3}), progress=False)
+
+
+def test_missing_targets_are_reported_before_training() -> None:
+    ds = make_blobs_dataset()
+    data = TrainingSet(ds.images, {"labels": ds.labels})
+    with pytest.raises(TeacherError, match="needs probs"):
+        fit(SoftLabel(tiny_cnn()), data, Normalizer.fit(ds.images), TrainSettings(**SETTINGS), progress=False)
+
+
+def test_same_seed_same_result_on_cpu() -> None:
+    results = []
+    for _ in range(2):
+        method, data, norm = supervised_setup()
+        results.append(fit(method, data, norm, TrainSettings(**{**SETTINGS, "epochs": 2}), progress=False).final["train_loss"])
+    assert results[0] == results[1]
+
+
+@pytest.mark.parametrize("optimizer,schedule", [("adam", "step"), ("sgd", "constant"), ("sgd", "cosine")])
+def test_optimizers_and_schedules_run(optimizer: str, schedule: str) -> None:
+    method, data, norm = supervised_setup()
+    settings = TrainSettings(**{**SETTINGS, "optimizer": optimizer, "schedule": schedule, "step_size": 1, "lr": 0.01, "epochs": 2})
+    result = fit(method, data, norm, settings, progress=False)
+    if schedule == "step":
+        assert result.history[1]["lr"] == pytest.approx(0.001)
+    elif schedule == "constant":
+        assert result.history[1]["lr"] == pytest.approx(0.01)
