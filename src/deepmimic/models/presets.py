@@ -1,0 +1,50 @@
+"""The DeepMimic paper's Mentor and Student-A/B/C architectures as presets.
+
+Notation from Tables 1 (MNIST), 2 (CIFAR-10) and 5 (Tiny ImageNet); widths are ours
+(see :mod:`deepmimic.models.notation`). Student-A always has the mentor's architecture.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named architecture: notation, default input and classes, builder options."""
+
+    name: str
+    notation: str
+    in_shape: tuple[int, int, int]
+    num_classes: int
+    options: dict[str, Any] = field(default_factory=dict)
+    reference: str = ""
+    description: str = ""
+
+
+_MNIST = dict(in_shape=(1, 28, 28), num_classes=10, options={"conv_channels": 32, "fc_units": 128})
+_CIFAR = dict(in_shape=(3, 32, 32), num_classes=10, options={"conv_channels": 32, "fc_units": 256})
+_TINY = dict(
+    in_shape=(3, 64, 64),
+    num_classes=200,
+    options={"conv_channels": 32, "fc_units": 256, "dropout": 0.25, "stride_every": 3, "head": "gap"},
+)
+_T1, _T2, _T5 = "DeepMimic Table 1", "DeepMimic Table 2", "DeepMimic Table 5"
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset("mnist-mentor", "c-mp-c-mp-fc2-s", **_MNIST, reference=_T1, description="MNIST mentor"),
+        Preset("mnist-student-a", "c-mp-c-mp-fc2-s", **_MNIST, reference=_T1, description="MNIST Student-A (mentor's architecture)"),
+        Preset("mnist-student-b", "c-mp-fc2-s", **_MNIST, reference=_T1, description="MNIST Student-B (one conv block)"),
+        Preset("cifar10-mentor", "c2-mp-c2-mp-c2-mp-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 mentor"),
+        Preset("cifar10-student-a", "c2-mp-c2-mp-c2-mp-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 Student-A"),
+        Preset("cifar10-student-b", "c2-mp-c-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 Student-B"),
+        Preset("cifar10-student-c", "c2-mp-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 Student-C"),
+        Preset("tinyimagenet-mentor", "(c-bn-d)9-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet mentor"),
+        Preset("tinyimagenet-student-a", "(c-bn-d)9-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet Student-A"),
+        Preset("tinyimagenet-student-b", "(c-bn-d)6-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet Student-B"),
+        Preset("tinyimagenet-student-c", "(c-bn-d)3-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet Student-C"),
+    ]
+}

@@ -1,0 +1,82 @@
+"""The command line: smoke runs and error paths (one line, exit 2, no traceback)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepmimic.cli import main
+from pipeline_configs import tiny_config
+
+
+def write_config(tmp_path: Path, **changes: object) -> Path:
+    cfg = tiny_config(tmp_path)
+    cfg["train"]["epochs"] = 1
+    cfg.update(changes)
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_run_prints_table_and_writes_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path)
+    assert main(["run", str(path), "--no-progress", "--set", "students.1.train.epochs=2"]) == 0
+    out = capsys.readouterr().out
+    assert "| Mentor |" in out and "| Student-B |" in out
+    assert (tmp_path / "run" / "results.json").exists()
+
+
+def test_out_option_redirects_output(tmp_path: Path) -> None:
+    path = write_config(tmp_path)
+    assert main(["run", str(path), "--no-progress", "--out", str(tmp_path / "elsewhere")]) == 0
+    assert (tmp_path / "elsewhere" / "results.json").exists()
+
+
+@pytest.mark.parametrize(
+    "argv_tail,needle",
+    [
+        (["--set", "bogus=1"], "unknown key 'bogus'"),
+        (["--set", "train.epochs=zero"], "epochs"),
+        (["--set", "data.root=/nonexistent/dir"], "/nonexistent/dir"),
+        (["--set", "data.name=imagenet-21k"], "imagenet-21k"),
+        (["--set", "mentor.model=c-zz-s"], "zz"),
+        (["--set", "students.0.method=magic"], "unknown method 'magic'"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv_tail: list[str], needle: str) -> None:
+    path = write_config(tmp_path)
+    assert main(["run", str(path), "--no-progress", *argv_tail]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and needle in err[-1]
+
+
+def test_missing_config_file_exits_2_without_traceback(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "deepmimic", "run", str(tmp_path / "absent.yaml")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {tmp_path / 'absent.yaml'}: no such config file"
+    assert "Traceback" not in proc.stderr
+
+
+def test_models_lists_presets_with_counts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist-mentor" in out and "cifar10-student-c" in out and "tinyimagenet-mentor" in out
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["models", "--help"]])
+def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    assert "usage: deepmimic" in capsys.readouterr().out
+
+
+def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out

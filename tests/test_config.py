@@ -1,0 +1,94 @@
+"""Strict YAML configs: unknown keys and wrong types fail with the key named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deepmimic.config import apply_override, load_config, parse_config
+from deepmimic.errors import ConfigError
+
+MINIMAL = {
+    "mentor": {"name": "Mentor", "model": "mnist-mentor", "method": "supervised"},
+    "students": [{"name": "Student-A", "model": "mnist-student-a"}],
+}
+
+
+def test_minimal_config_gets_defaults() -> None:
+    cfg = parse_config(MINIMAL)
+    assert cfg.split.labeled_fraction == 0.2
+    assert cfg.students[0].method == "soft_label"
+    assert cfg.mentor.train.optimizer == "sgd"
+
+
+def test_top_level_train_block_is_a_default_that_models_override() -> None:
+    cfg = parse_config({**MINIMAL, "train": {"epochs": 3, "lr": 0.2},
+                        "students": [{"name": "S", "model": "m", "train": {"epochs": 9}}]})
+    assert cfg.mentor.train.epochs == 3 and cfg.mentor.train.lr == 0.2
+    assert cfg.students[0].train.epochs == 9 and cfg.students[0].train.lr == 0.2
+
+
+@pytest.mark.parametrize(
+    "raw,needle",
+    [
+        ({**MINIMAL, "bogus": 1}, "unknown key 'bogus'"),
+        ({**MINIMAL, "split": {"labeled_fracton": 0.2}}, "unknown key 'split.labeled_fracton'"),
+        ({**MINIMAL, "train": {"epochs": "many"}}, "epochs"),
+        ({**MINIMAL, "train": {"optimizer": "rmsprop"}}, "optimizer"),
+        ({**MINIMAL, "split": {"labeled_fraction": 1.5}}, "split.labeled_fraction"),
+        ({"students": MINIMAL["students"]}, "missing required key 'mentor'"),
+        ({**MINIMAL, "mentor": {**MINIMAL["mentor"], "method": "soft_label"}}, "mentor.method must be 'supervised'"),
+        ({**MINIMAL, "students": MINIMAL["students"] * 2}, "student names must be unique"),
+        ([1, 2], "top level must be a mapping"),
+    ],
+)
+def test_invalid_configs_name_the_problem(raw: object, needle: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(raw)
+    assert needle in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_overrides_set_nested_keys_and_list_items() -> None:
+    raw = {"students": [{"train": {}}], "split": {}}
+    apply_override(raw, "students.0.train.epochs=3")
+    apply_override(raw, "split.labeled_fraction=0.25")
+    apply_override(raw, "name=run-x")
+    assert raw["students"][0]["train"]["epochs"] == 3
+    assert raw["split"]["labeled_fraction"] == 0.25
+    assert raw["name"] == "run-x"
+    with pytest.raises(ConfigError, match="not a valid list index"):
+        apply_override(raw, "students.5.train.epochs=3")
+    with pytest.raises(ConfigError, match="key=value"):
+        apply_override(raw, "epochs")
+
+
+def test_override_with_unknown_key_fails_validation() -> None:
+    with pytest.raises(ConfigError, match="unknown key 'mentor.train.epoch'"):
+        parse_config(MINIMAL, overrides=["mentor.train.epoch=3"])
+
+
+def test_yaml_never_executes_code(tmp_path: Path) -> None:
+    path = tmp_path / "evil.yaml"
+    path.write_text("mentor: !!python/object/apply:os.system ['echo pwned > %s']\n" % (tmp_path / "pwned"))
+    with pytest.raises(ConfigError, match="invalid YAML"):
+        load_config(path)
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_missing_and_malformed_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "absent.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mentor: [unclosed\n")
+    with pytest.raises(ConfigError, match="invalid YAML at line"):
+        load_config(bad)
+
+
+def test_committed_configs_are_valid() -> None:
+    root = Path(__file__).resolve().parents[1] / "configs"
+    paths = sorted(root.glob("*.yaml"))
+    assert paths, "configs/ should hold the committed experiments"
+    for path in paths:
+        load_config(path)
