@@ -1,7 +1,7 @@
 """Datasets held in memory as uint8 tensors, splits and batches."""
 
 from deepmimic.data.dataset import ImageDataset, TrainTest
-# registry import added once the readers land
+from deepmimic.data.registry import DATASET_NAMES, load_dataset, read_image_pool
 from deepmimic.data.splits import (
     MentorStudentSplit,
     UnlabeledImages,

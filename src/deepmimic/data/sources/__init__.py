@@ -1,0 +1,1 @@
+"""Dataset readers, one file per on-disk format; each returns ImageDataset / TrainTest."""

@@ -1,0 +1,79 @@
+"""Tiny ImageNet from its original folder layout.
+
+    wnids.txt                         one WordNet id per class (defines class order)
+    words.txt                         optional: "wnid<TAB>name, synonym, ..."
+    train/<wnid>/images/*.JPEG        training images
+    val/images/*.JPEG + val/val_annotations.txt   "file<TAB>wnid<TAB>bbox..."
+
+The validation set serves as the test set (the official test labels are not public).
+Images are decoded as RGB (a few are greyscale in the original).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from deepmimic.data.dataset import ImageDataset, TrainTest
+from deepmimic.data.sources._common import require_dir
+from deepmimic.data.sources.images import stack_images
+from deepmimic.errors import DataError
+
+
+def _read_lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    return [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+
+
+def _class_names(root: Path, wnids: list[str]) -> tuple[str, ...]:
+    words: dict[str, str] = {}
+    if (root / "words.txt").is_file():
+        for line in _read_lines(root / "words.txt"):
+            wnid, _, names = line.partition("\t")
+            words[wnid] = names.split(",")[0].strip()
+    return tuple(words.get(w) or w for w in wnids)
+
+
+def _dataset(paths: list[Path], labels: list[int], classes: tuple[str, ...], name: str, where: Path) -> ImageDataset:
+    if not paths:
+        raise DataError(f"{where}: no images found")
+    images = torch.from_numpy(stack_images(paths, "RGB"))
+    return ImageDataset(images, torch.tensor(labels, dtype=torch.int64), classes, name, meta={"wnid_order": True})
+
+
+def load_tiny_imagenet(root: str | Path) -> TrainTest:
+    """Train and val parts of a Tiny ImageNet directory (any number of classes)."""
+    base = require_dir(root)
+    wnids = _read_lines(base / "wnids.txt")
+    if len(set(wnids)) != len(wnids):
+        raise DataError(f"{base / 'wnids.txt'}: repeated wnids")
+    index = {w: i for i, w in enumerate(wnids)}
+    classes = _class_names(base, wnids)
+
+    train_paths: list[Path] = []
+    train_labels: list[int] = []
+    for wnid in wnids:
+        folder = base / "train" / wnid / "images"
+        if not folder.is_dir():
+            raise DataError(f"{folder}: no such directory (class {wnid} from wnids.txt)")
+        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+        train_paths += files
+        train_labels += [index[wnid]] * len(files)
+
+    annotations = base / "val" / "val_annotations.txt"
+    val_paths: list[Path] = []
+    val_labels: list[int] = []
+    for number, line in enumerate(_read_lines(annotations), start=1):
+        fields = line.split("\t")
+        if len(fields) < 2:
+            raise DataError(f"{annotations}:{number}: expected 'file<TAB>wnid'")
+        if fields[1] not in index:
+            raise DataError(f"{annotations}:{number}: unknown wnid {fields[1]} (not in wnids.txt)")
+        val_paths.append(base / "val" / "images" / fields[0])
+        val_labels.append(index[fields[1]])
+    return TrainTest(
+        _dataset(train_paths, train_labels, classes, "tiny-imagenet/train", base / "train"),
+        _dataset(val_paths, val_labels, classes, "tiny-imagenet/test", base / "val"),
+    )
