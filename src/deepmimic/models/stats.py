@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 
-def count_parameters(model: nn.Module) -> int:
-    """Number of trainable parameters."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    """Number of parameters (all of them, or only those with requires_grad)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def _layer_macs(module: nn.Module, output: torch.Tensor) -> int:

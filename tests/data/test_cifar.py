@@ -1,0 +1,120 @@
+"""CIFAR readers: binary and python versions, CIFAR-100, restricted unpickling, malformed files."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepmimic.data import load_dataset
+from deepmimic.errors import DataError
+
+NAMES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+
+
+def records(n: int, offset: int = 0) -> bytes:
+    rows = []
+    for i in range(n):
+        pixels = np.full(3072, (i + offset) % 256, dtype=np.uint8)
+        pixels[1024:2048] = 200  # the G plane
+        rows.append(bytes([(i + offset) % 10]) + pixels.tobytes())
+    return b"".join(rows)
+
+
+def write_bin(root: Path, truncate: bool = False) -> Path:
+    d = root / "cifar-10-batches-bin"
+    d.mkdir(parents=True)
+    for i in range(1, 6):
+        (d / f"data_batch_{i}.bin").write_bytes(records(3, offset=i))
+    test = records(2)
+    (d / "test_batch.bin").write_bytes(test[:-10] if truncate else test)
+    (d / "batches.meta.txt").write_text("\n".join(NAMES) + "\n\n")
+    return root
+
+
+def test_binary_version(tmp_path: Path) -> None:
+    data = load_dataset("cifar10", write_bin(tmp_path))  # root containing cifar-10-batches-bin/
+    assert data.train.images.shape == (15, 3, 32, 32) and data.test.images.shape == (2, 3, 32, 32)
+    assert data.train.labels[:3].tolist() == [1, 2, 3]
+    assert data.train.class_names == tuple(NAMES)
+    # Plane order: channel 1 (G) is the second 1,024 bytes of each record.
+    assert int(data.train.images[0, 1, 0, 0]) == 200 and int(data.train.images[0, 0, 5, 5]) == 1
+
+
+def test_truncated_binary(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="test_batch.bin: truncated CIFAR binary file"):
+        load_dataset("cifar10", write_bin(tmp_path, truncate=True))
+
+
+def write_pickles(root: Path, hundred: bool = False) -> Path:
+    rng = np.random.default_rng(0)
+    if hundred:
+        d = root / "cifar-100-python"
+        d.mkdir(parents=True)
+        for part, n in (("train", 6), ("test", 3)):
+            with open(d / part, "wb") as f:
+                pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": list(range(n))}, f)
+        with open(d / "meta", "wb") as f:
+            pickle.dump({b"fine_label_names": [f"c{i}".encode() for i in range(100)]}, f)
+        return root
+    d = root / "cifar-10-batches-py"
+    d.mkdir(parents=True)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        with open(d / name, "wb") as f:
+            pickle.dump({b"data": rng.integers(0, 256, (4, 3072), dtype=np.uint8), b"labels": [0, 1, 2, 9]}, f)
+    with open(d / "batches.meta", "wb") as f:
+        pickle.dump({b"label_names": [n.encode() for n in NAMES]}, f)
+    return root
+
+
+def test_python_version(tmp_path: Path) -> None:
+    data = load_dataset("cifar10", write_pickles(tmp_path))
+    assert data.train.images.shape == (20, 3, 32, 32) and data.test.labels.tolist() == [0, 1, 2, 9]
+    assert data.train.class_names[1] == "automobile"
+
+
+def test_cifar100(tmp_path: Path) -> None:
+    data = load_dataset("cifar100", write_pickles(tmp_path, hundred=True))
+    assert data.train.num_classes == 100 and data.train.images.shape == (6, 3, 32, 32)
+
+
+class _Exploit:
+    def __reduce__(self):  # what a malicious pickle would do on a plain pickle.load
+        import os
+
+        return (os.system, ("touch PWNED",))
+
+
+def test_malicious_pickle_is_refused_not_executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = write_pickles(tmp_path / "c")
+    with open(root / "cifar-10-batches-py" / "data_batch_3", "wb") as f:
+        pickle.dump({b"data": _Exploit(), b"labels": []}, f)
+    with pytest.raises(DataError, match=r"data_batch_3: .*refuses to unpickle (posix|os)\.system"):
+        load_dataset("cifar10", root)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_garbage_pickle_and_missing_directory(tmp_path: Path) -> None:
+    root = write_pickles(tmp_path / "c")
+    (root / "cifar-10-batches-py" / "test_batch").write_bytes(b"\x80\x04garbage")
+    with pytest.raises(DataError, match="test_batch: not a readable data pickle"):
+        load_dataset("cifar10", root)
+    with pytest.raises(DataError, match="no CIFAR-10 batches"):
+        load_dataset("cifar10", tmp_path)
+
+
+def test_label_out_of_range(tmp_path: Path) -> None:
+    root = write_pickles(tmp_path / "c")
+    with open(root / "cifar-10-batches-py" / "test_batch", "wb") as f:
+        pickle.dump({b"data": np.zeros((1, 3072), dtype=np.uint8), b"labels": [12]}, f)
+    with pytest.raises(DataError, match="label 12 out of range"):
+        load_dataset("cifar10", root)
+
+
+def test_real_cifar10_binary(shared_data: Path) -> None:
+    data = load_dataset("cifar10", shared_data / "cifar-10-batches-bin")
+    assert len(data.train) == 50000 and len(data.test) == 10000
+    assert data.train.class_names[0] == "airplane" and data.train.class_names[9] == "truck"

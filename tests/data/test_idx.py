@@ -1,0 +1,96 @@
+"""idx readers (MNIST, Fashion-MNIST): good files, gzip or not, and every malformed case."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepmimic.data import load_dataset
+from deepmimic.errors import DataError
+
+
+def idx_bytes(array: np.ndarray, magic: int) -> bytes:
+    return struct.pack(">I", magic) + struct.pack(f">{array.ndim}I", *array.shape) + array.astype(np.uint8).tobytes()
+
+
+def write_idx_dir(root: Path, n_train: int = 6, n_test: int = 4, gz: bool = True, **overrides: bytes) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    parts = {
+        "train-images-idx3-ubyte": idx_bytes(rng.integers(0, 256, (n_train, 28, 28)), 2051),
+        "train-labels-idx1-ubyte": idx_bytes(np.arange(n_train) % 10, 2049),
+        "t10k-images-idx3-ubyte": idx_bytes(rng.integers(0, 256, (n_test, 28, 28)), 2051),
+        "t10k-labels-idx1-ubyte": idx_bytes(np.arange(n_test) % 10, 2049),
+    }
+    parts.update(overrides)
+    for name, payload in parts.items():
+        if gz:
+            (root / f"{name}.gz").write_bytes(gzip.compress(payload))
+        else:
+            (root / name).write_bytes(payload)
+    return root
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_reads_idx_files(tmp_path: Path, gz: bool) -> None:
+    data = load_dataset("mnist", write_idx_dir(tmp_path / "m", gz=gz))
+    assert data.train.images.shape == (6, 1, 28, 28) and data.test.images.shape == (4, 1, 28, 28)
+    assert data.train.labels.tolist() == [0, 1, 2, 3, 4, 5]
+    assert data.train.class_names == tuple("0123456789")
+
+
+def test_fashion_mnist_has_its_class_names(tmp_path: Path) -> None:
+    data = load_dataset("fashion-mnist", write_idx_dir(tmp_path / "f"))
+    assert data.train.class_names[0] == "T-shirt/top" and data.train.class_names[9] == "Ankle boot"
+
+
+def test_gzip_detected_by_content_not_name(tmp_path: Path) -> None:
+    root = write_idx_dir(tmp_path / "m", gz=False)
+    plain = root / "train-labels-idx1-ubyte"
+    plain.write_bytes(gzip.compress(plain.read_bytes()))  # gzipped bytes under a plain name
+    assert load_dataset("mnist", root).train.labels.numel() == 6
+
+
+def test_wrong_magic(tmp_path: Path) -> None:
+    bad = idx_bytes(np.zeros((6, 28, 28)), 2049)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: wrong idx magic number 2049 \(expected 2051\)"):
+        load_dataset("mnist", write_idx_dir(tmp_path / "m", **{"train-images-idx3-ubyte": bad}))
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    full = idx_bytes(np.zeros((6, 28, 28)), 2051)
+    with pytest.raises(DataError, match="truncated"):
+        load_dataset("mnist", write_idx_dir(tmp_path / "m", **{"train-images-idx3-ubyte": full[:-100]}))
+
+
+def test_count_mismatch(tmp_path: Path) -> None:
+    labels = idx_bytes(np.arange(5) % 10, 2049)
+    with pytest.raises(DataError, match="6 images but .* 5 labels"):
+        load_dataset("mnist", write_idx_dir(tmp_path / "m", **{"train-labels-idx1-ubyte": labels}))
+
+
+def test_corrupt_gzip(tmp_path: Path) -> None:
+    root = write_idx_dir(tmp_path / "m")
+    path = root / "t10k-images-idx3-ubyte.gz"
+    path.write_bytes(path.read_bytes()[:30])
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: cannot read"):
+        load_dataset("mnist", root)
+
+
+def test_missing_file_and_directory(tmp_path: Path) -> None:
+    root = write_idx_dir(tmp_path / "m")
+    (root / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="no t10k labels file"):
+        load_dataset("mnist", root)
+    with pytest.raises(DataError, match="no such directory"):
+        load_dataset("mnist", tmp_path / "absent")
+
+
+def test_real_mnist(shared_data: Path) -> None:
+    data = load_dataset("mnist", shared_data / "mnist")
+    assert len(data.train) == 60000 and len(data.test) == 10000
+    assert data.train.labels[0].item() == 5
