@@ -64,7 +64,7 @@ def _build(stage: ModelStage, data: PreparedData) -> torch.nn.Module:
 
 
 def _model_info(stage: ModelStage, model: torch.nn.Module, in_shape: tuple[int, int, int]) -> dict[str, Any]:
-    return {
+    info = {
         "name": stage.name,
         "model": stage.model,
         "architecture": getattr(model, "notation", stage.model),
@@ -72,6 +72,12 @@ def _model_info(stage: ModelStage, model: torch.nn.Module, in_shape: tuple[int, 
         "parameters": count_parameters(model),
         "macs": count_macs(model, in_shape),
     }
+    print(
+        f"[model] {stage.name}: {info['architecture']}, {info['parameters']:,} parameters, "
+        f"{info['macs']:,} MACs per image, method {stage.method}",
+        flush=True,
+    )
+    return info
 
 
 def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
@@ -92,6 +98,7 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool
 
     # 1. Mentor: supervised on the labelled part.
     mentor = _build(config.mentor, data)
+    mentor_info = _model_info(config.mentor, mentor, test.in_shape)
     mentor_method = create_method(config.mentor.method, mentor, **config.mentor.method_options)
     mentor_set = TrainingSet(data.split.labeled.images, {"labels": data.split.labeled.labels}, name="mentor")
     t0 = time.perf_counter()
@@ -124,7 +131,7 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool
             "normalizer": data.normalizer.to_dict(),
         },
         "mentor": {
-            **_model_info(config.mentor, mentor, test.in_shape),
+            **mentor_info,
             **mentor_eval.summary(),
             "train_time_s": mentor_time,
             "epochs": config.mentor.train.epochs,
@@ -137,6 +144,7 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool
     # 3. Students: soft labels only; labels never enter this training set.
     for stage in config.students:
         student = _build(stage, data)
+        student_info = _model_info(stage, student, test.in_shape)
         method = create_method(stage.method, student, **stage.method_options)
         t0 = time.perf_counter()
         fit(
@@ -147,7 +155,7 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool
         ev = evaluate(student, test.images, test.labels, data.normalizer, device)
         results["students"].append(
             {
-                **_model_info(stage, student, test.in_shape),
+                **student_info,
                 **ev.summary(),
                 "relative_accuracy": relative_accuracy(ev.accuracy, mentor_eval.accuracy),
                 "agreement": agreement(ev.predictions, mentor_eval.predictions),
