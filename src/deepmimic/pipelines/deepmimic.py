@@ -60,6 +60,7 @@ def prepare_data(config: PipelineConfig) -> PreparedData:
 
 
 def _build(stage: ModelStage, data: PreparedData) -> torch.nn.Module:
+    torch.manual_seed(stage.train.seed)  # initial weights depend on the stage's seed alone
     return create_model(stage.model, data.test.in_shape, data.test.num_classes, **stage.model_options)
 
 
