@@ -21,7 +21,7 @@ def write_blobs_npz(path: Path) -> Path:
 
 
 def tiny_config(tmp_path: Path, **extra: object) -> dict:
-    tiny = {"conv_channels": 4, "fc_units": 16}
+    tiny = {"conv_channels": 8, "fc_units": 32}
     return {
         "name": "tiny",
         "output_dir": str(tmp_path / "run"),

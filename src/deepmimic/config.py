@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -50,6 +50,9 @@ class ModelStage(StrictModel):
     model_options: dict[str, Any] = Field(default_factory=dict)
     method: str = "soft_label"
     method_options: dict[str, Any] = Field(default_factory=dict)
+    # Where a student's targets come from: "cached" soft labels (computed once), the
+    # mentor run "online" every step, or "auto": cached when the method needs only probabilities.
+    teacher: Literal["auto", "cached", "online"] = "auto"
     train: TrainSettings = Field(default_factory=TrainSettings)
 
 

@@ -14,7 +14,7 @@ from deepmimic.engine.checkpoint import load_checkpoint
 from deepmimic.engine.settings import TrainSettings
 from deepmimic.engine.trainer import CHECKPOINT_NAME, METRICS_NAME, WEIGHTS_NAME, fit
 from deepmimic.errors import TeacherError, TrainingError
-from deepmimic.methods import SoftLabel, Supervised
+from deepmimic.methods import Supervised
 from synthetic import make_blobs_dataset
 
 
@@ -111,11 +111,11 @@ def test_non_finite_loss_stops_with_clear_error() -> None:
         fit(method, data, norm, TrainSettings(**{**SETTINGS, "lr": 1e30, "epochs": 3}), progress=False)
 
 
-def test_missing_targets_are_reported_before_training() -> None:
+def test_label_needing_method_on_unlabelled_data_fails_before_training() -> None:
     ds = make_blobs_dataset()
-    data = TrainingSet(ds.images, {"labels": ds.labels})
-    with pytest.raises(TeacherError, match="needs probs"):
-        fit(SoftLabel(tiny_cnn()), data, Normalizer.fit(ds.images), TrainSettings(**SETTINGS), progress=False)
+    data = TrainingSet(ds.images, {}, name="students")
+    with pytest.raises(TeacherError, match="needs ground-truth labels, but the training set 'students' is unlabelled"):
+        fit(Supervised(tiny_cnn()), data, Normalizer.fit(ds.images), TrainSettings(**SETTINGS), progress=False)
 
 
 def test_same_seed_same_result_on_cpu() -> None:

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from deepmimic.data.batches import Batch
-from deepmimic.errors import ConfigError
+from deepmimic.errors import ConfigError, TeacherError
+from deepmimic.teachers import CachedTeacher
 from deepmimic.methods import SoftLabel, Supervised, create_method, soft_cross_entropy
 
 
@@ -46,19 +47,29 @@ def test_temperature_scales_by_t_squared() -> None:
     assert soft_cross_entropy(logits, probs, t).item() == pytest.approx(expected.item(), rel=1e-6)
 
 
-def test_methods_return_named_losses_and_use_only_declared_targets() -> None:
+def test_methods_return_named_losses_and_read_the_teacher_by_row() -> None:
     student = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     x = torch.randn(2, 1, 2, 2)
-    soft = SoftLabel(student).losses(Batch(x, {"probs": torch.full((2, 3), 1 / 3)}, torch.arange(2)))
-    assert set(soft) == {"soft_ce"}
+    probs = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0], [0.0, 1.0, 0.0]])
+    method = SoftLabel(student, CachedTeacher(probs))
+    soft = method.losses(Batch(x, {}, torch.tensor([0, 2])))
+    # Rows 0 and 2 of the cache are one-hot: the soft loss equals CE against classes 0 and 1.
+    expected = torch.nn.functional.cross_entropy(student(x), torch.tensor([0, 1]))
+    assert set(soft) == {"soft_ce"} and soft["soft_ce"].item() == pytest.approx(expected.item(), rel=1e-6)
     sup = Supervised(student).losses(Batch(x, {"labels": torch.tensor([0, 2])}, torch.arange(2)))
     assert set(sup) == {"ce"}
-    assert SoftLabel.uses_labels is False and "labels" not in SoftLabel.needs
+    assert not method.labels_required() and Supervised(student).labels_required()
+
+
+def test_soft_label_without_teacher_fails_clearly() -> None:
+    with pytest.raises(TeacherError, match="SoftLabel needs probs from its teacher, but it has no teacher"):
+        SoftLabel(nn.Linear(2, 2))
 
 
 def test_create_method_validates_names_and_options() -> None:
     student = nn.Linear(2, 2)
-    assert isinstance(create_method("soft_label", student, temperature=2.0), SoftLabel)
+    teacher = CachedTeacher(torch.full((3, 2), 0.5))
+    assert isinstance(create_method("soft_label", student, teacher, temperature=2.0), SoftLabel)
     with pytest.raises(ConfigError, match="unknown method 'nope'"):
         create_method("nope", student)
     with pytest.raises(ConfigError, match="has no option"):

@@ -57,12 +57,11 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 
 def check_targets(method: Method, data: TrainingSet) -> None:
-    """Fail early when the training set lacks a target the method needs."""
-    missing = sorted(method.needs - set(data.targets))
-    if missing:
-        provided = ", ".join(sorted(data.targets)) or "nothing"
+    """Fail early when a method needs ground-truth labels and the training set has none."""
+    if method.labels_required() and "labels" not in data.targets:
         raise TeacherError(
-            f"method {type(method).__name__} needs {', '.join(missing)} but the training data provides {provided}"
+            f"method {type(method).__name__} as configured needs ground-truth labels, "
+            f"but the training set '{data.name}' is unlabelled"
         )
 
 
@@ -86,8 +85,8 @@ def fit(
     """
     check_targets(method, train)
     device = resolve_device(settings.device)
-    method.to(device)
-    optimizer = build_optimizer(method.parameters(), settings)
+    method.to_device(device)
+    optimizer = build_optimizer(method.optimized_parameters(), settings)
     scheduler = build_scheduler(optimizer, settings)
     result = FitResult()
     start_epoch = 0
@@ -114,6 +113,7 @@ def fit(
                     "settings": settings.model_dump(),
                     "method_state": method.state_dict(),
                     "optimizer_state": optimizer.state_dict(),
+                    "auxiliary_optimizer_states": {k: o.state_dict() for k, o in method.auxiliary_optimizers().items()},
                     "scheduler_state": scheduler.state_dict(),
                     "history": result.history,
                 },
@@ -158,11 +158,12 @@ def _train_one_epoch(
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         optimizer.step()
+        losses.update(method.auxiliary_step(batch))  # e.g. the imitation game's discriminator update
         b = batch.x.shape[0]
         seen += b
         for name, value in losses.items():
             sums[name] = sums.get(name, 0.0) + value.detach() * b
-        sums["loss"] = sums.get("loss", 0.0) + total.detach() * b
+        sums["loss"] = sums.get("loss", 0.0) + total.detach() * b  # the student's objective only
         bar.advance()
     elapsed = time.perf_counter() - started
     record: dict[str, Any] = {"epoch": epoch, "lr": lr}
@@ -191,6 +192,8 @@ def _restore(
     try:
         method.load_state_dict(state["method_state"])
         optimizer.load_state_dict(state["optimizer_state"])
+        for name, aux in method.auxiliary_optimizers().items():
+            aux.load_state_dict(state["auxiliary_optimizer_states"][name])
         scheduler.load_state_dict(state["scheduler_state"])
     except (KeyError, RuntimeError, ValueError) as exc:
         raise TrainingError(f"{run_dir / CHECKPOINT_NAME}: checkpoint does not fit this model ({exc})") from exc

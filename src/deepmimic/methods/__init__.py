@@ -1,8 +1,21 @@
 """Training methods: each turns a batch into named losses (see :mod:`deepmimic.methods.base`)."""
 
 from deepmimic.methods.base import Method
-from deepmimic.methods.registry import METHODS, create_method
+from deepmimic.methods.imitation import Imitation
+from deepmimic.methods.kd import KnowledgeDistillation, kd_loss
+from deepmimic.methods.registry import METHODS, create_method, method_options
 from deepmimic.methods.soft_label import SoftLabel, soft_cross_entropy
 from deepmimic.methods.supervised import Supervised
 
-__all__ = ["METHODS", "Method", "SoftLabel", "Supervised", "create_method", "soft_cross_entropy"]
+__all__ = [
+    "METHODS",
+    "Imitation",
+    "KnowledgeDistillation",
+    "Method",
+    "SoftLabel",
+    "Supervised",
+    "create_method",
+    "kd_loss",
+    "method_options",
+    "soft_cross_entropy",
+]

@@ -9,26 +9,40 @@ from torch import nn
 
 from deepmimic.errors import ConfigError
 from deepmimic.methods.base import Method
+from deepmimic.methods.imitation import Imitation
+from deepmimic.methods.kd import KnowledgeDistillation
 from deepmimic.methods.soft_label import SoftLabel
 from deepmimic.methods.supervised import Supervised
+from deepmimic.teachers.base import Teacher
 
 METHODS: dict[str, type[Method]] = {
     "supervised": Supervised,
     "soft_label": SoftLabel,
+    "kd": KnowledgeDistillation,
+    "imitation": Imitation,
 }
 
 
-def create_method(name: str, student: nn.Module, **hyperparameters: Any) -> Method:
-    """Instantiate method ``name`` around ``student``; unknown names or keys fail clearly."""
+def method_options(name: str) -> set[str]:
+    """The keyword hyperparameters method ``name`` accepts."""
+    return {
+        p.name
+        for p in inspect.signature(METHODS[name].__init__).parameters.values()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+
+
+def create_method(name: str, student: nn.Module, teacher: Teacher | None = None, **hyperparameters: Any) -> Method:
+    """Instantiate method ``name`` around ``student`` and ``teacher``; unknown names or keys fail clearly."""
     if name not in METHODS:
         raise ConfigError(f"unknown method '{name}'; known methods: {', '.join(sorted(METHODS))}")
-    cls = METHODS[name]
-    accepted = {
-        p.name for p in inspect.signature(cls.__init__).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
-    }
+    accepted = method_options(name)
     unknown = sorted(set(hyperparameters) - accepted)
     if unknown:
         raise ConfigError(
             f"method '{name}' has no option(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted)) or 'none'}"
         )
-    return cls(student, **hyperparameters)
+    try:
+        return METHODS[name](student, teacher, **hyperparameters)
+    except TypeError as exc:
+        raise ConfigError(f"method '{name}': {exc}") from exc

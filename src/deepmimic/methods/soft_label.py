@@ -6,8 +6,9 @@ the cross-entropy between distributions:
     L = - (1/B) sum_i sum_k p_t[i, k] * log softmax(z_s[i] / T)[k]   (* T^2 when T != 1)
 
 At T = 1 (the paper's setting) this is the plain soft cross-entropy. With T != 1 the
-cached probabilities are re-tempered as softmax(log p_t / T) and the loss is scaled by
-T^2 so gradient magnitudes stay comparable (Hinton et al., 2015).
+teacher's probabilities are re-tempered as softmax(log p_t / T) and the loss is scaled by
+T^2 so gradient magnitudes stay comparable (Hinton et al., 2015). Only probabilities are
+needed, so a cached or black-box teacher serves.
 """
 
 from __future__ import annotations
@@ -19,6 +20,14 @@ import torch.nn.functional as F
 
 from deepmimic.data.batches import Batch
 from deepmimic.methods.base import Method
+from deepmimic.teachers.base import Teacher
+
+
+def temper(probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """softmax(log p / T): the distribution a softmax at temperature T would have given."""
+    if temperature == 1.0:
+        return probs
+    return torch.softmax(torch.log(probs.clamp_min(1e-12)) / temperature, dim=1)
 
 
 def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -26,25 +35,23 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor
 
     student_logits: (B, K) raw scores. teacher_probs: (B, K) rows summing to 1.
     """
-    if temperature != 1.0:
-        teacher_probs = torch.softmax(torch.log(teacher_probs.clamp_min(1e-12)) / temperature, dim=1)
     log_q = F.log_softmax(student_logits / temperature, dim=1)
-    return -(teacher_probs * log_q).sum(dim=1).mean() * (temperature**2)
+    return -(temper(teacher_probs, temperature) * log_q).sum(dim=1).mean() * (temperature**2)
 
 
 class SoftLabel(Method):
-    """Train the student on the mentor's cached soft labels ("probs"); no labels used."""
+    """Train the student on its teacher's soft labels; no ground-truth labels used."""
 
     needs: ClassVar[frozenset[str]] = frozenset({"probs"})
-    uses_labels: ClassVar[bool] = False
 
-    def __init__(self, student: torch.nn.Module, *, temperature: float = 1.0) -> None:
-        super().__init__(student)
+    def __init__(self, student: torch.nn.Module, teacher: Teacher | None = None, *, temperature: float = 1.0) -> None:
+        super().__init__(student, teacher)
         self.temperature = temperature
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        logits = self.student(batch.x)
-        return {"soft_ce": soft_cross_entropy(logits, batch.targets["probs"], self.temperature)}
+        with torch.no_grad():
+            target = self.ask_teacher(batch).probs
+        return {"soft_ce": soft_cross_entropy(self.student(batch.x), target, self.temperature)}
 
     def hyperparameters(self) -> dict[str, object]:
         return {"temperature": self.temperature}

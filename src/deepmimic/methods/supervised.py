@@ -10,16 +10,16 @@ import torch.nn.functional as F
 
 from deepmimic.data.batches import Batch
 from deepmimic.methods.base import Method
+from deepmimic.teachers.base import Teacher
 
 
 class Supervised(Method):
-    """loss = CE(student(x), y), with optional label smoothing."""
+    """loss = CE(student(x), y), with optional label smoothing. Needs no teacher."""
 
-    needs: ClassVar[frozenset[str]] = frozenset({"labels"})
     uses_labels: ClassVar[bool] = True
 
-    def __init__(self, student: torch.nn.Module, *, label_smoothing: float = 0.0) -> None:
-        super().__init__(student)
+    def __init__(self, student: torch.nn.Module, teacher: Teacher | None = None, *, label_smoothing: float = 0.0) -> None:
+        super().__init__(student, teacher)
         self.label_smoothing = label_smoothing
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:

@@ -30,6 +30,9 @@ from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
 from deepmimic.pipelines.results_table import results_table
 from deepmimic.pipelines.soft_label_cache import cached_soft_labels, soft_label_key
+from deepmimic.errors import TeacherError
+from deepmimic.methods.base import Method
+from deepmimic.teachers.cached import CachedTeacher
 from deepmimic.teachers.labeling import label_images
 from deepmimic.teachers.module import ModuleTeacher
 
@@ -120,7 +123,10 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool
     )
     label_time = time.perf_counter() - t0
     print(f"[labels] {len(probs)} soft labels {'read from cache' if was_cached else 'computed'} ({key[:12]})", flush=True)
-    student_set = TrainingSet(data.student_images.images, {"probs": probs}, name="students")
+    # Students see images only; their targets come from a teacher: the cached soft labels,
+    # or the mentor itself (online) for methods that need more than probabilities.
+    student_set = TrainingSet(data.student_images.images, {}, name="students")
+    cached_teacher = CachedTeacher(probs, source="soft-label cache")
 
     results: dict[str, Any] = {
         "name": config.name,
@@ -146,7 +152,7 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool
     for stage in config.students:
         student = _build(stage, data)
         student_info = _model_info(stage, student, test.in_shape)
-        method = create_method(stage.method, student, **stage.method_options)
+        method = _student_method(stage, student, cached_teacher, teacher)
         t0 = time.perf_counter()
         fit(
             method, student_set, data.normalizer, stage.train,
@@ -180,6 +186,18 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool
     table = results_table(results)
     write_text(out / "table.md", table + "\n")
     return results
+
+
+def _student_method(stage: ModelStage, student: torch.nn.Module, cached: CachedTeacher, online: ModuleTeacher) -> Method:
+    """The stage's method with the cached teacher when it suffices (auto) or as configured."""
+    if stage.teacher == "online":
+        return create_method(stage.method, student, online, **stage.method_options)
+    try:
+        return create_method(stage.method, student, cached, **stage.method_options)
+    except TeacherError:
+        if stage.teacher == "cached":
+            raise
+        return create_method(stage.method, student, online, **stage.method_options)
 
 
 def _slug(name: str) -> str:

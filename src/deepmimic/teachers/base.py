@@ -2,7 +2,8 @@
 
 A teacher answers for a batch of inputs and says what it can give. Inputs are the
 normalised float batches (B, C, H, W) that the student sees, so white-box teachers can
-be differentiated with respect to them.
+be differentiated with respect to them; ``index`` (B,) gives the rows of the training
+set, which cached teachers use to look their answers up.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ PROVIDABLE = frozenset({"probs", "logits", "features", "input_grad"})
 
 @dataclass(frozen=True)
 class TeacherOutput:
-    """A teacher's answer for one batch: probabilities (B, K) and, when known, logits."""
+    """A teacher's answer for one batch: probabilities (B, K) and, when known, logits (B, K)."""
 
     probs: torch.Tensor
     logits: torch.Tensor | None = None
@@ -27,12 +28,24 @@ class TeacherOutput:
 
 @runtime_checkable
 class Teacher(Protocol):
-    """Anything that maps a batch to class probabilities."""
+    """Anything that maps a batch to class probabilities.
+
+    ``provides`` names what it can give: ``probs`` always; ``logits`` when it exposes raw
+    scores; ``input_grad`` when its outputs are differentiable with respect to ``x``.
+    """
 
     provides: frozenset[str]
     num_classes: int
 
-    def predict(self, x: torch.Tensor) -> TeacherOutput: ...
+    def predict(self, x: torch.Tensor, index: torch.Tensor | None = None) -> TeacherOutput: ...
+
+    def to(self, device: torch.device) -> Teacher: ...
+
+
+def describe_teacher(teacher: object) -> str:
+    """A short name for messages, e.g. ``CachedTeacher (provides probs)``."""
+    provides = ", ".join(sorted(getattr(teacher, "provides", ()))) or "nothing"
+    return f"{type(teacher).__name__} (provides {provides})"
 
 
 def validate_probs(probs: torch.Tensor, num_classes: int, source: str, atol: float = 1e-3) -> torch.Tensor:

@@ -1,0 +1,164 @@
+"""The imitation game (../shared/papers/imitation-game.md): learn from a teacher with no labels.
+
+    L_student = lambda_R * L_R + lambda_D * L_D + lambda_A * L_A
+
+* Reconstruction L_R: mean squared error between student and teacher outputs
+  (logits by default; probabilities as an option).
+* Derivative L_D: mean squared error between the input-Jacobians of those outputs
+  (see :mod:`deepmimic.methods.jacobian`; projected or exact).
+* Adversarial L_A = -log D(f(x) | y) for the student, while the discriminator minimises
+  L_disc = -log D(t(x) | y) - log(1 - D(f(x) | y)) with its own optimiser, stepped after
+  the student on every batch (Algorithm 1 of the paper). y is the teacher's predicted class,
+  so the student never sees a label; ``adv_condition="label"`` uses the ground truth instead,
+  for comparison.
+
+What D sees: temperature-softened probabilities softmax(z / T) by default (T = 4). Raw
+softmax outputs are near one-hot for a confident teacher, so D could tell teacher from
+student by entropy alone; logits are the other option (``adv_input="logits"``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepmimic.data.batches import Batch
+from deepmimic.errors import ConfigError
+from deepmimic.methods.base import Method
+from deepmimic.methods.discriminator import ConditionalDiscriminator
+from deepmimic.methods.jacobian import jacobian_mse
+from deepmimic.teachers.base import Teacher, TeacherOutput
+
+
+class Imitation(Method):
+    """Reconstruction, derivative and adversarial losses, each switchable and weighted."""
+
+    def __init__(
+        self,
+        student: nn.Module,
+        teacher: Teacher | None = None,
+        *,
+        rec_weight: float = 1.0,
+        der_weight: float = 0.0,
+        adv_weight: float = 0.0,
+        output: Literal["logits", "probs"] = "logits",
+        projections: int = 1,
+        exact_jacobian: bool = False,
+        adv_input: Literal["logits", "probs"] = "probs",
+        adv_temperature: float = 4.0,
+        adv_condition: Literal["teacher", "label"] = "teacher",
+        disc_hidden: int = 128,
+        disc_lr: float = 2e-4,
+    ) -> None:
+        for name, value, allowed in (
+            ("output", output, ("logits", "probs")),
+            ("adv_input", adv_input, ("logits", "probs")),
+            ("adv_condition", adv_condition, ("teacher", "label")),
+        ):
+            if value not in allowed:
+                raise ConfigError(f"imitation: {name} must be one of {', '.join(allowed)}, got '{value}'")
+        if min(rec_weight, der_weight, adv_weight) < 0 or rec_weight + der_weight + adv_weight == 0:
+            raise ConfigError("imitation: weights must be >= 0 and at least one of rec/der/adv_weight positive")
+        if projections < 1:
+            raise ConfigError(f"imitation: projections must be >= 1, got {projections}")
+        self.rec_weight, self.der_weight, self.adv_weight = rec_weight, der_weight, adv_weight
+        self.output, self.projections, self.exact_jacobian = output, projections, exact_jacobian
+        self.adv_input, self.adv_temperature, self.adv_condition = adv_input, adv_temperature, adv_condition
+        self.disc_hidden, self.disc_lr = disc_hidden, disc_lr
+        super().__init__(student, teacher)
+        self.discriminator: ConditionalDiscriminator | None = None
+        self._disc_optimizer: torch.optim.Optimizer | None = None
+        if adv_weight > 0:
+            self.discriminator = ConditionalDiscriminator(self.teacher.num_classes, disc_hidden)
+            self._disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=disc_lr, betas=(0.5, 0.999))
+        self._pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+
+    def required(self) -> frozenset[str]:
+        needs = {"probs"}
+        if (self.rec_weight > 0 or self.der_weight > 0) and self.output == "logits":
+            needs.add("logits")
+        if self.der_weight > 0:
+            needs.add("input_grad")
+        if self.adv_weight > 0 and self.adv_input == "logits":
+            needs.add("logits")
+        return frozenset(needs)
+
+    def labels_required(self) -> bool:
+        return self.adv_weight > 0 and self.adv_condition == "label"
+
+    def _pick(self, logits: torch.Tensor, teacher: TeacherOutput | None = None) -> torch.Tensor:
+        if teacher is not None:
+            return teacher.logits if self.output == "logits" else teacher.probs
+        return logits if self.output == "logits" else torch.softmax(logits, dim=1)
+
+    def _disc_view(self, logits: torch.Tensor | None, probs: torch.Tensor) -> torch.Tensor:
+        """What D sees: logits, or probabilities softened at adv_temperature."""
+        if self.adv_input == "logits":
+            assert logits is not None
+            return logits
+        return torch.softmax(torch.log(probs.clamp_min(1e-12)) / self.adv_temperature, dim=1)
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        derivative = self.der_weight > 0
+        x = batch.x.detach().requires_grad_(True) if derivative else batch.x
+        student_logits = self.student(x)  # (B, K)
+        if derivative:
+            teacher = self.ask_teacher(batch, x)  # keeps the graph to x for input-gradients
+        else:
+            with torch.no_grad():
+                teacher = self.ask_teacher(batch)
+        out: dict[str, torch.Tensor] = {}
+        student_view = self._pick(student_logits)
+        if self.rec_weight > 0:
+            out["rec"] = self.rec_weight * F.mse_loss(student_view, self._pick(student_logits, teacher).detach())
+        if derivative:
+            out["der"] = self.der_weight * jacobian_mse(
+                student_view, self._pick(student_logits, teacher), x,
+                projections=self.projections, exact=self.exact_jacobian,
+            )
+        if self.adv_weight > 0:
+            assert self.discriminator is not None
+            condition = batch.targets["labels"] if self.adv_condition == "label" else teacher.probs.argmax(dim=1)
+            fake = self._disc_view(student_logits, torch.softmax(student_logits, dim=1))
+            real = self._disc_view(teacher.logits, teacher.probs).detach()
+            score = self.discriminator(fake, condition)
+            out["adv"] = self.adv_weight * F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+            self._pending = (fake.detach(), real, condition)
+        return out
+
+    def optimized_parameters(self) -> Iterator[nn.Parameter]:
+        """Everything but the discriminator, which has its own optimiser."""
+        skip = {id(p) for p in self.discriminator.parameters()} if self.discriminator is not None else set()
+        return (p for p in self.parameters() if id(p) not in skip)
+
+    def auxiliary_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"discriminator": self._disc_optimizer} if self._disc_optimizer is not None else {}
+
+    def auxiliary_step(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """One discriminator update on the batch's (teacher, student) outputs: L_disc."""
+        if self._pending is None or self.discriminator is None or self._disc_optimizer is None:
+            return {}
+        fake, real, condition = self._pending
+        self._pending = None
+        real_score = self.discriminator(real, condition)
+        fake_score = self.discriminator(fake, condition)
+        loss = F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score)) + F.binary_cross_entropy_with_logits(
+            fake_score, torch.zeros_like(fake_score)
+        )
+        self._disc_optimizer.zero_grad(set_to_none=True)  # also clears grads the student's adv term left on D
+        loss.backward()
+        self._disc_optimizer.step()
+        return {"disc": loss.detach()}
+
+    def hyperparameters(self) -> dict[str, object]:
+        return {
+            k: getattr(self, k)
+            for k in (
+                "rec_weight", "der_weight", "adv_weight", "output", "projections", "exact_jacobian",
+                "adv_input", "adv_temperature", "adv_condition", "disc_hidden", "disc_lr",
+            )
+        }

@@ -1,0 +1,54 @@
+"""Hinton knowledge distillation (Hinton, Vinyals and Dean, 2015).
+
+    L = T^2 * KL(p_t^T || p_s^T) + alpha * CE(z_s, y)
+
+with p^T = softmax(z / T). The teacher's tempered distribution is computed from its
+probabilities as softmax(log p_t / T), so a probabilities-only teacher serves. The
+hard-label term is off by default (``alpha = 0``), which is the label-free setting;
+with ``alpha > 0`` the batches must carry labels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from deepmimic.data.batches import Batch
+from deepmimic.methods.base import Method
+from deepmimic.methods.soft_label import temper
+from deepmimic.teachers.base import Teacher
+
+
+def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
+    """T^2 * mean_i KL(p_t^T[i] || softmax(z_s[i] / T)); zero when the distributions match."""
+    target = temper(teacher_probs, temperature)
+    log_q = F.log_softmax(student_logits / temperature, dim=1)
+    return F.kl_div(log_q, target, reduction="batchmean") * temperature**2
+
+
+class KnowledgeDistillation(Method):
+    """Soft KD term at temperature T, plus an optional hard-label term weighted by alpha."""
+
+    needs = frozenset({"probs"})
+
+    def __init__(
+        self, student: torch.nn.Module, teacher: Teacher | None = None, *, temperature: float = 4.0, alpha: float = 0.0
+    ) -> None:
+        super().__init__(student, teacher)
+        self.temperature = temperature
+        self.alpha = alpha
+
+    def labels_required(self) -> bool:
+        return self.alpha > 0
+
+    def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        logits = self.student(batch.x)
+        with torch.no_grad():
+            target = self.ask_teacher(batch).probs
+        out = {"kd": kd_loss(logits, target, self.temperature)}
+        if self.alpha > 0:
+            out["ce"] = self.alpha * F.cross_entropy(logits, batch.targets["labels"])
+        return out
+
+    def hyperparameters(self) -> dict[str, object]:
+        return {"temperature": self.temperature, "alpha": self.alpha}

@@ -1,0 +1,116 @@
+"""The imitation game: derivative-loss estimator, gradient flow, discriminator alternation."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from deepmimic.data.batches import Batch
+from deepmimic.errors import ConfigError, TeacherError
+from deepmimic.methods import Imitation
+from deepmimic.methods.jacobian import jacobian_mse
+from deepmimic.teachers import CachedTeacher, ModuleTeacher
+
+
+def small_net(seed: int, bn: bool = False) -> nn.Module:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = [nn.Conv2d(1, 3, 3, padding=1), nn.Tanh()]
+    if bn:
+        layers.append(nn.BatchNorm2d(3))
+    layers += [nn.Flatten(), nn.Linear(3 * 4 * 4, 5)]
+    return nn.Sequential(*layers)
+
+
+def exact_jacobian_mse(student: nn.Module, teacher: nn.Module, x: torch.Tensor) -> float:
+    """Reference: full Jacobians with torch.autograd.functional, per sample."""
+    total = 0.0
+    for i in range(x.shape[0]):
+        xi = x[i : i + 1]
+        js = torch.autograd.functional.jacobian(lambda v: student(v), xi).reshape(5, -1)
+        jt = torch.autograd.functional.jacobian(lambda v: teacher(v), xi).reshape(5, -1)
+        total += ((js - jt) ** 2).sum().item()
+    return total / (x.shape[0] * 5 * x[0].numel())
+
+
+def test_exact_mode_equals_full_jacobian() -> None:
+    student, teacher = small_net(0).eval(), small_net(1).eval()
+    x = torch.randn(3, 1, 4, 4, requires_grad=True)
+    got = jacobian_mse(student(x), teacher(x), x, exact=True).item()
+    assert got == pytest.approx(exact_jacobian_mse(student, teacher, x.detach()), rel=1e-5)
+
+
+def test_projected_estimate_is_unbiased() -> None:
+    """Mean of 400 one-projection estimates lies within 5 standard errors of the exact value."""
+    student, teacher = small_net(0).eval(), small_net(1).eval()
+    x = torch.randn(4, 1, 4, 4, requires_grad=True)
+    exact = jacobian_mse(student(x), teacher(x), x, exact=True).item()
+    torch.manual_seed(123)
+    samples = torch.tensor([jacobian_mse(student(x), teacher(x), x, projections=1).item() for _ in range(400)])
+    stderr = samples.std().item() / 20
+    assert abs(samples.mean().item() - exact) < 5 * stderr
+    assert samples.std().item() > 0  # it really is random
+
+
+def test_gradients_reach_student_and_never_teacher_with_batchnorm_in_training_mode() -> None:
+    student = small_net(0, bn=True).train()
+    teacher_module = small_net(1, bn=True)
+    teacher = ModuleTeacher(teacher_module, 5)
+    before = {k: v.clone() for k, v in teacher_module.state_dict().items()}
+    method = Imitation(student, teacher, rec_weight=1.0, der_weight=1.0, adv_weight=0.5, projections=2)
+    method.train()
+    batch = Batch(torch.randn(6, 1, 4, 4), {}, torch.arange(6))
+    losses = method.losses(batch)
+    assert set(losses) == {"rec", "der", "adv"}
+    sum(losses.values()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(p.grad is None for p in teacher_module.parameters())
+    assert not teacher_module.training  # the teacher stays in eval mode (BN statistics untouched)
+    for k, v in teacher_module.state_dict().items():
+        assert torch.equal(v, before[k]), k
+
+
+def test_discriminator_and_student_optimizers_touch_only_their_own_parameters() -> None:
+    student = small_net(0)
+    method = Imitation(student, ModuleTeacher(small_net(1), 5), rec_weight=0.0, adv_weight=1.0)
+    disc_ids = {id(p) for p in method.discriminator.parameters()}
+    student_ids = {id(p) for p in student.parameters()}
+    main_ids = {id(p) for p in method.optimized_parameters()}
+    assert main_ids == student_ids and not main_ids & disc_ids
+    aux = method.auxiliary_optimizers()["discriminator"]
+    assert {id(p) for g in aux.param_groups for p in g["params"]} == disc_ids
+
+    # One alternation, as the engine runs it: student step, then discriminator step.
+    student_opt = torch.optim.SGD(method.optimized_parameters(), lr=0.1)
+    batch = Batch(torch.randn(8, 1, 4, 4), {}, torch.arange(8))
+    disc_before = [p.clone() for p in method.discriminator.parameters()]
+    student_before = [p.clone() for p in student.parameters()]
+    loss = sum(method.losses(batch).values())
+    student_opt.zero_grad()
+    loss.backward()
+    student_opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(disc_before, method.discriminator.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(student_before, student.parameters()))
+    student_after = [p.clone() for p in student.parameters()]
+    logged = method.auxiliary_step(batch)
+    assert set(logged) == {"disc"} and torch.isfinite(logged["disc"])
+    assert any(not torch.equal(a, b) for a, b in zip(disc_before, method.discriminator.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(student_after, student.parameters()))
+    assert method.auxiliary_step(batch) == {}  # nothing pending: one D step per student step
+
+
+def test_teacher_capabilities_are_checked_with_a_clear_message() -> None:
+    predictions_only = CachedTeacher(torch.full((4, 5), 0.2))
+    with pytest.raises(TeacherError, match=r"Imitation needs input_grad, logits from its teacher, but it has CachedTeacher \(provides probs\)"):
+        Imitation(small_net(0), predictions_only, der_weight=1.0)
+    # Adversarial on softened probabilities and reconstruction of probabilities need only probs.
+    Imitation(small_net(0), predictions_only, rec_weight=1.0, output="probs", adv_weight=1.0)
+
+
+def test_imitation_validates_options() -> None:
+    teacher = ModuleTeacher(small_net(1), 5)
+    with pytest.raises(ConfigError, match="output must be one of"):
+        Imitation(small_net(0), teacher, output="features")
+    with pytest.raises(ConfigError, match="at least one"):
+        Imitation(small_net(0), teacher, rec_weight=0.0)
+    assert Imitation(small_net(0), teacher, adv_weight=1.0, adv_condition="label").labels_required()
