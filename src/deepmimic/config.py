@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from deepmimic.engine.settings import StrictModel, TrainSettings
 from deepmimic.errors import ConfigError
@@ -24,6 +24,8 @@ class DataConfig(StrictModel):
     name: str = "mnist-5k"
     root: str | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    train_subset: PositiveInt | None = None  # stratified subset of the training set (CPU-sized runs)
+    test_subset: PositiveInt | None = None  # stratified subset of the test set
 
 
 class OutOfDomainConfig(StrictModel):

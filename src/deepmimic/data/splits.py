@@ -196,3 +196,19 @@ def add_out_of_domain(
         name=unlabeled.name,
         _hidden_labels=torch.cat([labels, torch.full((n_add,), -1, dtype=torch.int64)]),
     )
+
+
+def stratified_subset(data: ImageDataset, count: int, seed: int = 0) -> ImageDataset:
+    """``count`` rows of ``data`` with class proportions kept (for CPU-sized experiments)."""
+    if count <= 0:
+        raise DataError(f"subset size must be positive, got {count}")
+    if count >= len(data):
+        return data
+    gen = torch.Generator().manual_seed(seed)
+    fraction = count / len(data)
+    chosen = []
+    for cls in range(data.num_classes):
+        members = torch.nonzero(data.labels == cls).flatten()
+        members = members[torch.randperm(members.numel(), generator=gen)]
+        chosen.append(members[: int(round(fraction * members.numel()))])
+    return data.subset(torch.sort(torch.cat(chosen)).values, name=f"{data.name}[{count}]")

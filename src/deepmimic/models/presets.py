@@ -1,7 +1,11 @@
 """The DeepMimic paper's Mentor and Student-A/B/C architectures as presets.
 
-Notation from Tables 1 (MNIST), 2 (CIFAR-10) and 5 (Tiny ImageNet); widths are ours
-(see :mod:`deepmimic.models.notation`). Student-A always has the mentor's architecture.
+Notation from the DeepMimic paper, Tables 1 (MNIST), 2 (CIFAR-10) and 5 (Tiny ImageNet);
+widths are ours (see :mod:`deepmimic.models.notation`): MNIST convs 32/64 and fc 128;
+CIFAR-10 convs 32/64/128 and fc 256; Tiny ImageNet convs from 32 (doubling after each
+stride-2 conv, every 3rd conv), a global-average-pool head, fc 256 and dropout 0.25.
+Dropout appears only where the notation has ``d``. Student-A always has the mentor's
+architecture. Presets are plain data; :mod:`deepmimic.models.registry` registers them.
 """
 
 from __future__ import annotations
@@ -9,10 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from deepmimic.errors import ModelSpecError
+
 
 @dataclass(frozen=True)
 class Preset:
-    """A named architecture: notation, default input and classes, builder options."""
+    """A named architecture: notation, default input (C, H, W) and classes, builder options
+    (keyword arguments of :func:`~deepmimic.models.notation.build_from_notation`), the
+    paper table it comes from and a one-line description."""
 
     name: str
     notation: str
@@ -42,9 +50,21 @@ PRESETS: dict[str, Preset] = {
         Preset("cifar10-student-a", "c2-mp-c2-mp-c2-mp-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 Student-A"),
         Preset("cifar10-student-b", "c2-mp-c-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 Student-B"),
         Preset("cifar10-student-c", "c2-mp-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 Student-C"),
+        Preset(
+            "cifar10-student-150k", "c:32x2-mp-c:64x2-mp-c:128-gap-s", **_CIFAR,
+            reference="Imitation game, Tables 1-2", description="~150K-parameter CIFAR-10 student (the imitation game's size)",
+        ),
         Preset("tinyimagenet-mentor", "(c-bn-d)9-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet mentor"),
         Preset("tinyimagenet-student-a", "(c-bn-d)9-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet Student-A"),
         Preset("tinyimagenet-student-b", "(c-bn-d)6-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet Student-B"),
         Preset("tinyimagenet-student-c", "(c-bn-d)3-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet Student-C"),
     ]
 }
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; :class:`ModelSpecError` listing the known names if none."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ModelSpecError(f"unknown preset '{name}' (known: {', '.join(PRESETS)})") from None

@@ -21,7 +21,14 @@ from deepmimic.config import ModelStage, PipelineConfig
 from deepmimic.data import load_dataset, read_image_pool
 from deepmimic.data.batches import Normalizer, TrainingSet
 from deepmimic.data.dataset import ImageDataset
-from deepmimic.data.splits import MentorStudentSplit, UnlabeledImages, add_out_of_domain, remove_unbalanced, split_labeled_unlabeled
+from deepmimic.data.splits import (
+    MentorStudentSplit,
+    UnlabeledImages,
+    add_out_of_domain,
+    remove_unbalanced,
+    split_labeled_unlabeled,
+    stratified_subset,
+)
 from deepmimic.engine.optim import resolve_device
 from deepmimic.engine.trainer import fit
 from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
@@ -50,7 +57,12 @@ class PreparedData:
 def prepare_data(config: PipelineConfig) -> PreparedData:
     """Load the dataset, split it, and apply the unbalanced variants of section 4.3."""
     data = load_dataset(config.data.name, config.data.root, **config.data.options)
-    split = split_labeled_unlabeled(data.train, config.split.labeled_fraction, config.split.seed)
+    train, test = data.train, data.test
+    if config.data.train_subset:
+        train = stratified_subset(train, config.data.train_subset, config.split.seed)
+    if config.data.test_subset:
+        test = stratified_subset(test, config.data.test_subset, config.split.seed)
+    split = split_labeled_unlabeled(train, config.split.labeled_fraction, config.split.seed)
     student_images = split.unlabeled
     if config.split.removal_ratio_bound > 0:
         student_images = remove_unbalanced(student_images, config.split.removal_ratio_bound, config.split.seed)
@@ -58,8 +70,8 @@ def prepare_data(config: PipelineConfig) -> PreparedData:
         pool = read_image_pool(config.split.out_of_domain.pool)
         student_images = add_out_of_domain(student_images, pool, config.split.out_of_domain.fraction, config.split.seed)
     # Normalisation statistics come from training images only (no labels involved).
-    normalizer = Normalizer.fit(data.train.images)
-    return PreparedData(split=split, student_images=student_images, test=data.test, normalizer=normalizer)
+    normalizer = Normalizer.fit(train.images)
+    return PreparedData(split=split, student_images=student_images, test=test, normalizer=normalizer)
 
 
 def _build(stage: ModelStage, data: PreparedData) -> torch.nn.Module:
@@ -135,6 +147,8 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool
             "labeled": len(data.split.labeled),
             "unlabeled": len(data.student_images),
             "test": len(test),
+            "train_subset": config.data.train_subset,
+            "test_subset": config.data.test_subset,
             "normalizer": data.normalizer.to_dict(),
         },
         "mentor": {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import numbers
 import zlib
 from pathlib import Path
 
@@ -24,10 +25,17 @@ def require_dir(path: str | Path) -> Path:
 
 
 def require_file(path: str | Path) -> Path:
+    """``path`` as a Path if it is a regular file, else a DataError naming it."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise DataError(f"{p}: no such file")
     return p
+
+
+def one_line(exc: BaseException) -> str:
+    """``"TypeName: message"`` of an exception with all whitespace runs folded to one space."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def read_maybe_gzipped(path: Path) -> bytes:
@@ -36,7 +44,7 @@ def read_maybe_gzipped(path: Path) -> bytes:
         raw = path.read_bytes()
         return gzip.decompress(raw) if raw[:2] == GZIP_MAGIC else raw
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from exc
+        raise DataError(f"{path}: cannot read ({one_line(exc)})") from exc
 
 
 def find_first(directory: Path, names: list[str], what: str) -> Path:
@@ -52,10 +60,13 @@ def stratified_split(labels: torch.Tensor, fraction: float, seed: int) -> tuple[
 
     Both are sorted int64 tensors; reproducible by ``seed``.
     """
-    if not 0 < fraction < 1:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) or not 0 < fraction < 1:
         raise DataError(f"test_fraction must lie in (0, 1), got {fraction}")
-    gen = torch.Generator().manual_seed(seed)
-    kept, taken = [], []
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise DataError(f"seed must be an integer, got {seed!r}")
+    gen = torch.Generator().manual_seed(int(seed))
+    kept = [torch.zeros(0, dtype=torch.int64)]  # so an empty ``labels`` gives two empty tensors
+    taken = [torch.zeros(0, dtype=torch.int64)]
     for cls in torch.unique(labels).tolist():
         members = torch.nonzero(labels == cls).flatten()
         members = members[torch.randperm(members.numel(), generator=gen)]
@@ -74,14 +85,14 @@ def split_train_test(full: ImageDataset, test_fraction: float, seed: int, base_n
 def to_nchw_uint8(images: np.ndarray, source: str) -> torch.Tensor:
     """(N,H,W) / (N,H,W,C) / (N,C,H,W) integer array in 0..255 -> contiguous uint8 (N,C,H,W).
 
-    HWC is assumed when the last axis has 1, 3 or 4 entries and axis 1 does not.
+    HWC is assumed when the last axis has 1, 3 or 4 entries and axis 1 has neither 1 nor 3.
     """
     if images.dtype == object or not np.issubdtype(images.dtype, np.integer):
         raise DataError(f"{source}: images must be integers in 0..255, got dtype {images.dtype}")
     if images.ndim == 3:
         images = images[:, None, :, :]
     elif images.ndim == 4:
-        if images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3, 4):
+        if images.shape[-1] in (1, 3, 4) and images.shape[1] not in (1, 3):
             images = images.transpose(0, 3, 1, 2)
     else:
         raise DataError(f"{source}: images must have 3 or 4 dimensions, got shape {images.shape}")

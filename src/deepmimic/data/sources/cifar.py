@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from deepmimic.data.dataset import ImageDataset, TrainTest
-from deepmimic.data.sources._common import require_dir, to_labels
+from deepmimic.data.sources._common import one_line, require_dir, to_labels
 from deepmimic.data.sources.safe_pickle import safe_unpickle
 from deepmimic.errors import DataError
 
@@ -26,14 +26,18 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog
 def _locate(root: Path, marker: str, subdir: str) -> Path:
     """``root`` itself or ``root/subdir``, whichever holds ``marker``."""
     for candidate in (root, root / subdir):
-        if (candidate / marker).exists():
+        if (candidate / marker).is_file():
             return candidate
     raise DataError(f"{root}: no {marker} here or in {subdir}/")
 
 
 def _images_from_rows(rows: np.ndarray, source: Path) -> torch.Tensor:
+    """(N, 3072) rows of R, G, B 32x32 planes -> contiguous uint8 (N, 3, 32, 32)."""
     if rows.ndim != 2 or rows.shape[1] != 3072:
         raise DataError(f"{source}: expected image rows of 3072 bytes, got shape {rows.shape}")
+    if rows.dtype != np.uint8:
+        if not np.issubdtype(rows.dtype, np.integer) or (rows.size and (rows.min() < 0 or rows.max() > 255)):
+            raise DataError(f"{source}: image rows must be integers in 0..255, got dtype {rows.dtype}")
     return torch.from_numpy(np.ascontiguousarray(rows.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32)))
 
 
@@ -41,8 +45,13 @@ def read_cifar_bin(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 (N,3,32,32), labels int64 (N,)) from one binary batch file."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    raw = np.fromfile(path, dtype=np.uint8)
-    if raw.size == 0 or raw.size % RECORD:
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)  # (N * 3073,)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({one_line(exc)})") from exc
+    if raw.size == 0:
+        raise DataError(f"{path}: empty CIFAR binary file")
+    if raw.size % RECORD:
         raise DataError(f"{path}: truncated CIFAR binary file ({raw.size} bytes is not a multiple of {RECORD})")
     records = raw.reshape(-1, RECORD)
     labels = records[:, 0].astype(np.int64)
@@ -52,6 +61,7 @@ def read_cifar_bin(path: Path) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _class_names_txt(path: Path) -> tuple[str, ...]:
+    """Class names from batches.meta.txt (one a line), or the standard ones if it is absent."""
     if not path.is_file():
         return CIFAR10_CLASSES
     names = tuple(line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip())
@@ -68,11 +78,20 @@ def _load_cifar10_bin(directory: Path) -> TrainTest:
     return TrainTest(train, ImageDataset(test_images, test_labels, classes, "cifar10/test"))
 
 
+def _decode(name: object) -> str:
+    return name.decode("utf-8", errors="replace") if isinstance(name, bytes) else str(name)
+
+
 def _pickle_part(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
+    """(images (N, 3, 32, 32), labels (N,)) from one python-version pickle."""
     batch: Any = safe_unpickle(path)
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise DataError(f"{path}: expected a dict with b'data' and {label_key!r}")
-    images = _images_from_rows(np.asarray(batch[b"data"]), path)
+    try:
+        rows = np.asarray(batch[b"data"])
+    except (ValueError, TypeError) as exc:
+        raise DataError(f"{path}: b'data' is not an array ({exc})") from exc
+    images = _images_from_rows(rows, path)
     return images, to_labels(np.asarray(batch[label_key]), images.shape[0], str(path))
 
 
@@ -80,7 +99,9 @@ def _pickle_names(path: Path, key: bytes, expected: int) -> tuple[str, ...]:
     meta: Any = safe_unpickle(path)
     if not isinstance(meta, dict) or key not in meta:
         raise DataError(f"{path}: expected a dict with {key!r}")
-    names = tuple(n.decode() if isinstance(n, bytes) else str(n) for n in meta[key])
+    if not isinstance(meta[key], (list, tuple, np.ndarray)):
+        raise DataError(f"{path}: {key!r} must be a list of names")
+    names = tuple(_decode(n) for n in meta[key])
     if len(names) != expected:
         raise DataError(f"{path}: expected {expected} class names, found {len(names)}")
     return names

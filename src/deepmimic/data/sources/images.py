@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from deepmimic.data.sources._common import one_line
 from deepmimic.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -18,10 +19,10 @@ def read_image(path: Path, mode: str, size: tuple[int, int] | None = None) -> np
         with Image.open(path) as img:
             img = img.convert(mode)
             if size is not None and img.size != (size[1], size[0]):
-                img = img.resize((size[1], size[0]), Image.BILINEAR)
+                img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
             array = np.asarray(img, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: unreadable image ({type(exc).__name__})") from exc
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
+        raise DataError(f"{path}: unreadable image ({one_line(exc)})") from exc
     return array[:, :, None] if array.ndim == 2 else array
 
 

@@ -11,6 +11,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+from deepmimic.data.sources._common import one_line
 from deepmimic.errors import DataError
 
 _ALLOWED = {
@@ -20,15 +21,21 @@ _ALLOWED = {
     ("numpy", "dtype"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
-    ("_codecs", "encode"),  # how Python 2 pickles of str bytes are read with encoding="bytes"
+    ("_codecs", "encode"),  # how protocol-2 pickles store bytes
 }
+# Plain constructors, under their Python 3 and Python 2 module names (protocols 0-2 name them).
+_ALLOWED |= {(module, name) for module in ("builtins", "__builtin__") for name in ("dict", "list", "bytes", "str", "int")}
+
+
+class _Refused(pickle.UnpicklingError):
+    """A global outside the allow-list was requested."""
 
 
 class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refuses to unpickle {module}.{name}")
+        raise _Refused(f"{module}.{name}")
 
 
 def safe_unpickle(path: Path) -> Any:
@@ -38,5 +45,9 @@ def safe_unpickle(path: Path) -> Any:
             return _RestrictedUnpickler(handle, encoding="bytes").load()
     except FileNotFoundError as exc:
         raise DataError(f"{path}: no such file") from exc
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, ImportError) as exc:
-        raise DataError(f"{path}: not a readable data pickle ({exc})") from exc
+    except _Refused as exc:
+        raise DataError(f"{path}: refuses to unpickle {exc} (only containers and numpy arrays are allowed)") from exc
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({one_line(exc)})") from exc
+    except Exception as exc:  # malformed pickles raise many types (UnpicklingError, EOFError, KeyError, ...)
+        raise DataError(f"{path}: not a readable data pickle ({one_line(exc)})") from exc
