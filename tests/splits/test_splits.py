@@ -106,3 +106,14 @@ def test_unlabeled_without_hidden_labels_refuses_to_reveal() -> None:
     u = UnlabeledImages(torch.zeros(2, 1, 2, 2, dtype=torch.uint8), torch.arange(2), torch.zeros(2, dtype=torch.bool))
     with pytest.raises(DataError):
         u.reveal_labels_for_analysis()
+
+
+def test_stratified_subset_keeps_class_proportions() -> None:
+    from deepmimic.data.splits import stratified_subset
+
+    ds = make_blobs_dataset(n_per_class=50)
+    sub = stratified_subset(ds, 40, seed=2)
+    assert len(sub) == 40 and torch.bincount(sub.labels).tolist() == [10, 10, 10, 10]
+    assert stratified_subset(ds, 1000) is ds
+    with pytest.raises(DataError, match="subset size"):
+        stratified_subset(ds, 0)
