@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from deepmimic.data import load_dataset
 from deepmimic.errors import DataError
@@ -43,9 +44,39 @@ def test_binary_version(tmp_path: Path) -> None:
     assert int(data.train.images[0, 1, 0, 0]) == 200 and int(data.train.images[0, 0, 5, 5]) == 1
 
 
+def test_binary_directory_given_directly_and_plane_order(tmp_path: Path) -> None:
+    root = write_bin(tmp_path) / "cifar-10-batches-bin"
+    record = np.zeros(3073, dtype=np.uint8)
+    record[0] = 7
+    record[1:1025] = 10  # R plane
+    record[1025:2049] = 20  # G plane
+    record[2049:] = np.arange(1024) % 256  # B plane, row-major 32x32
+    (root / "test_batch.bin").write_bytes(record.tobytes())
+    data = load_dataset("cifar10", root)
+    image = data.test.images[0]
+    assert data.test.labels.tolist() == [7] and data.test.name == "cifar10/test"
+    assert int(image[0].min()) == int(image[0].max()) == 10 and int(image[1, 31, 31]) == 20
+    assert int(image[2, 0, 5]) == 5 and int(image[2, 1, 0]) == 32  # row-major within the plane
+    assert data.train.images.is_contiguous() and data.train.images.dtype == torch.uint8
+
+
 def test_truncated_binary(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="test_batch.bin: truncated CIFAR binary file"):
         load_dataset("cifar10", write_bin(tmp_path, truncate=True))
+
+
+def test_binary_label_out_of_range(tmp_path: Path) -> None:
+    root = write_bin(tmp_path)
+    (root / "cifar-10-batches-bin" / "data_batch_2.bin").write_bytes(bytes([10]) + bytes(3072))
+    with pytest.raises(DataError, match="data_batch_2.bin: label 10 out of range"):
+        load_dataset("cifar10", root)
+
+
+def test_missing_binary_batch(tmp_path: Path) -> None:
+    root = write_bin(tmp_path)
+    (root / "cifar-10-batches-bin" / "data_batch_4.bin").unlink()
+    with pytest.raises(DataError, match="data_batch_4.bin: no such file"):
+        load_dataset("cifar10", root)
 
 
 def write_pickles(root: Path, hundred: bool = False) -> Path:
@@ -75,9 +106,21 @@ def test_python_version(tmp_path: Path) -> None:
     assert data.train.class_names[1] == "automobile"
 
 
+def test_python_version_directory_given_directly(tmp_path: Path) -> None:
+    data = load_dataset("cifar10", write_pickles(tmp_path) / "cifar-10-batches-py")
+    assert len(data.train) == 20 and len(data.test) == 4
+
+
 def test_cifar100(tmp_path: Path) -> None:
     data = load_dataset("cifar100", write_pickles(tmp_path, hundred=True))
     assert data.train.num_classes == 100 and data.train.images.shape == (6, 3, 32, 32)
+    assert data.train.class_names[3] == "c3" and data.test.labels.tolist() == [0, 1, 2]
+    assert data.train.name == "cifar100/train"
+
+
+def test_cifar100_missing(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="no train here or in cifar-100-python/"):
+        load_dataset("cifar100", tmp_path)
 
 
 class _Exploit:
@@ -93,6 +136,24 @@ def test_malicious_pickle_is_refused_not_executed(tmp_path: Path, monkeypatch: p
     with open(root / "cifar-10-batches-py" / "data_batch_3", "wb") as f:
         pickle.dump({b"data": _Exploit(), b"labels": []}, f)
     with pytest.raises(DataError, match=r"data_batch_3: .*refuses to unpickle (posix|os)\.system"):
+        load_dataset("cifar10", root)
+    assert not (tmp_path / "PWNED").exists()
+
+
+# Hand-written protocol-0 pickles that call a global on load: what a malicious file looks like.
+HAND_BUILT = {
+    "os.system": b"cos\nsystem\n(S'touch PWNED'\ntR.",
+    "builtins.eval": b"cbuiltins\neval\n(S'open(\"PWNED\", \"w\")'\ntR.",
+    "subprocess.call": b"csubprocess\ncall\n((S'touch'\nS'PWNED'\nltR.",
+}
+
+
+@pytest.mark.parametrize("target", sorted(HAND_BUILT))
+def test_hand_built_payload_is_refused_not_executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    root = write_pickles(tmp_path / "c")
+    (root / "cifar-10-batches-py" / "batches.meta").write_bytes(HAND_BUILT[target])
+    with pytest.raises(DataError, match=rf"batches.meta: refuses to unpickle {target}"):
         load_dataset("cifar10", root)
     assert not (tmp_path / "PWNED").exists()
 

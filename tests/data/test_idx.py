@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from deepmimic.data import load_dataset
 from deepmimic.errors import DataError
@@ -52,7 +53,10 @@ def test_gzip_detected_by_content_not_name(tmp_path: Path) -> None:
     root = write_idx_dir(tmp_path / "m", gz=False)
     plain = root / "train-labels-idx1-ubyte"
     plain.write_bytes(gzip.compress(plain.read_bytes()))  # gzipped bytes under a plain name
-    assert load_dataset("mnist", root).train.labels.numel() == 6
+    named_gz = root / "t10k-labels-idx1-ubyte"
+    named_gz.rename(root / "t10k-labels-idx1-ubyte.gz")  # plain bytes under a .gz name
+    data = load_dataset("mnist", root)
+    assert data.train.labels.tolist() == [0, 1, 2, 3, 4, 5] and data.test.labels.tolist() == [0, 1, 2, 3]
 
 
 def test_wrong_magic(tmp_path: Path) -> None:
@@ -61,10 +65,34 @@ def test_wrong_magic(tmp_path: Path) -> None:
         load_dataset("mnist", write_idx_dir(tmp_path / "m", **{"train-images-idx3-ubyte": bad}))
 
 
-def test_truncated_file(tmp_path: Path) -> None:
-    full = idx_bytes(np.zeros((6, 28, 28)), 2051)
-    with pytest.raises(DataError, match="truncated"):
-        load_dataset("mnist", write_idx_dir(tmp_path / "m", **{"train-images-idx3-ubyte": full[:-100]}))
+def test_values_survive(tmp_path: Path) -> None:
+    root = write_idx_dir(tmp_path / "m", gz=False)
+    images = np.arange(6 * 28 * 28).reshape(6, 28, 28) % 256
+    (root / "train-images-idx3-ubyte").write_bytes(idx_bytes(images, 2051))
+    data = load_dataset("mnist", root)
+    assert data.train.images.dtype == torch.uint8 and data.train.images.is_contiguous()
+    assert np.array_equal(data.train.images[:, 0].numpy(), images.astype(np.uint8))
+    assert data.train.name == "mnist/train" and data.test.name == "mnist/test"
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_truncated_file_names_expected_and_actual_bytes(tmp_path: Path, gz: bool) -> None:
+    full = idx_bytes(np.zeros((6, 28, 28)), 2051)  # 16 + 6*784 = 4720 bytes
+    root = write_idx_dir(tmp_path / "m", gz=gz, **{"train-images-idx3-ubyte": full[:-100]})
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte(\.gz)?: truncated .*4620 bytes, header says 4720"):
+        load_dataset("mnist", root)
+
+
+def test_truncated_header(tmp_path: Path) -> None:
+    root = write_idx_dir(tmp_path / "m", gz=False, **{"t10k-labels-idx1-ubyte": b"\x00\x00"})
+    with pytest.raises(DataError, match="t10k-labels-idx1-ubyte: truncated idx file"):
+        load_dataset("mnist", root)
+
+
+def test_label_out_of_range(tmp_path: Path) -> None:
+    labels = idx_bytes(np.array([0, 1, 2, 3, 4, 11]), 2049)
+    with pytest.raises(DataError, match="label 11 out of range"):
+        load_dataset("fashion-mnist", write_idx_dir(tmp_path / "f", **{"train-labels-idx1-ubyte": labels}))
 
 
 def test_count_mismatch(tmp_path: Path) -> None:

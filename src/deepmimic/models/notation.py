@@ -147,7 +147,7 @@ def parse_notation(notation: str) -> list[LayerSpec]:
     for i in range(first_dense, len(kinds)):
         if kinds[i] in _SPATIAL:
             raise ModelSpecError(
-                f"notation '{notation}': '{kinds[i]}' (layer {i + 1} of {len(kinds)}) after a fully connected layer is not supported"
+                f"notation '{notation}': '{kinds[i]}' after a fully connected layer (layer {i + 1} of {len(kinds)}) is not supported"
             )
     return layers
 

@@ -1,31 +1,62 @@
-"""Model size: trainable parameters and multiply-accumulates (MACs) per image."""
+"""Model size: parameters and multiply-accumulates (MACs) per image, and a layer table.
+
+MACs are counted for convolution and linear layers only: a conv contributes
+``output elements * (in_channels / groups) * kernel area``, a linear layer
+``output elements * in_features`` (bias additions are not counted). Batch norm (which
+folds into the preceding conv at inference), pooling, activations and dropout count 0.
+"""
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
+_COUNTED = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    """Number of parameters (all of them, or only those with requires_grad)."""
+    """Number of parameters: all of them, or with ``trainable_only`` those with requires_grad.
+
+    (Every parameter of a freshly built model is trainable, so the two agree there.)
+    """
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def _layer_macs(module: nn.Module, output: torch.Tensor) -> int:
-    if isinstance(module, nn.Conv2d):
-        # Each output element: (in_channels / groups) * kh * kw multiply-adds.
-        kh, kw = module.kernel_size
-        return output[0].numel() * (module.in_channels // module.groups) * kh * kw
+    """MACs of one call of ``module`` on a batch of one (``output`` is that call's result)."""
+    if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        # Each output element: (in_channels / groups) * prod(kernel) multiply-adds.
+        return output[0].numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size)
     if isinstance(module, nn.Linear):
-        return module.in_features * module.out_features
-    return 0  # pooling, activations, batch norm (foldable into the conv), dropout: not counted
+        return output[0].numel() * module.in_features  # (1, ..., out) outputs, in_features each
+    return 0
+
+
+@contextmanager
+def _dry_run(model: nn.Module, hook: Callable[..., None], modules: list[nn.Module]) -> Iterator[torch.Tensor]:
+    """Hooks on ``modules``, eval mode, and a zero input factory; restores both afterwards."""
+    handles = [m.register_forward_hook(hook) for m in modules]
+    was_training = model.training
+    model.eval()  # batch norm with a batch of one needs eval mode; dropout off
+    try:
+        yield next(iter(model.parameters()), torch.empty(0))  # device and dtype of the input
+    finally:
+        model.train(was_training)
+        for handle in handles:
+            handle.remove()
 
 
 @torch.no_grad()
 def count_macs(model: nn.Module, in_shape: tuple[int, int, int]) -> int:
-    """MACs of one forward pass on one image of ``in_shape`` (C, H, W), conv and linear layers.
+    """MACs of one forward pass on one image of ``in_shape`` (C, H, W).
 
-    Runs a batch-1 dry run in eval mode with forward hooks and restores the model's mode.
+    Counted with forward hooks on Conv1d/2d/3d and Linear during a batch-1 dry run in eval
+    mode (see the module docstring for what counts); the model's training flag is restored.
+    Used to compare mentor and students (DeepMimic paper, Table 6 compares their speed).
     """
     total = 0
 
@@ -33,39 +64,26 @@ def count_macs(model: nn.Module, in_shape: tuple[int, int, int]) -> int:
         nonlocal total
         total += _layer_macs(module, output)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
-        model(torch.zeros(1, *in_shape, device=device))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    with _dry_run(model, hook, [m for m in model.modules() if isinstance(m, _COUNTED)]) as like:
+        model(torch.zeros(1, *in_shape, device=like.device, dtype=like.dtype))  # (1, C, H, W)
     return total
 
 
 @torch.no_grad()
 def describe_model(model: nn.Module, in_shape: tuple[int, int, int]) -> str:
-    """A table of leaf layers (name, type, output shape, parameters) with totals."""
+    """A table of the leaf layers in call order (name, type, output shape, parameters), then a
+    totals line: ``total: N parameters, M MACs per image``. Uses a batch-1 eval dry run."""
     rows: list[tuple[str, str, str, str]] = []
     names = {m: n for n, m in model.named_modules()}
 
     def hook(module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         params = sum(p.numel() for p in module.parameters(recurse=False))
-        rows.append((names[module], type(module).__name__, "x".join(str(d) for d in output.shape[1:]), f"{params:,}"))
+        shape = "x".join(str(d) for d in output.shape[1:]) if isinstance(output, torch.Tensor) else "?"
+        rows.append((names[module] or "(model)", type(module).__name__, shape, f"{params:,}"))
 
     leaves = [m for m in model.modules() if not list(m.children())]
-    handles = [m.register_forward_hook(hook) for m in leaves]
-    was_training = model.training
-    model.eval()
-    try:
-        model(torch.zeros(1, *in_shape, device=next(model.parameters()).device))
-    finally:
-        model.train(was_training)
-        for handle in handles:
-            handle.remove()
+    with _dry_run(model, hook, leaves) as like:
+        model(torch.zeros(1, *in_shape, device=like.device, dtype=like.dtype))  # (1, C, H, W)
     header = ("layer", "type", "output", "params")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     lines = ["  ".join(c.ljust(widths[i]) for i, c in enumerate(r)).rstrip() for r in [header, *rows]]

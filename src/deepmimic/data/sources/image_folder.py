@@ -52,7 +52,7 @@ def _any_colour(paths: list[Path]) -> bool:
 
 
 def _build(paths: list[Path], labels: list[int], classes: tuple[str, ...], channels: int, size: tuple[int, int] | None, name: str) -> ImageDataset:
-    images = stack_images(paths, "RGB" if channels == 3 else "L", size)  # (N, C, H, W)
+    images = stack_images(paths, "RGB" if channels == 3 else "L", size, hint=" (set size= to resize)")  # (N, C, H, W)
     return ImageDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64), classes, name)
 
 

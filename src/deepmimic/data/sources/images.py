@@ -26,8 +26,11 @@ def read_image(path: Path, mode: str, size: tuple[int, int] | None = None) -> np
     return array[:, :, None] if array.ndim == 2 else array
 
 
-def stack_images(paths: list[Path], mode: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """(N, C, H, W) uint8 from image files that must share one size (unless ``size`` is given)."""
+def stack_images(paths: list[Path], mode: str, size: tuple[int, int] | None = None, hint: str = "") -> np.ndarray:
+    """(N, C, H, W) uint8 from image files that must share one size (unless ``size`` is given).
+
+    ``hint`` is appended to the size-mismatch error (e.g. how the caller can resize).
+    """
     first = read_image(paths[0], mode, size)
     out = np.empty((len(paths), first.shape[2], first.shape[0], first.shape[1]), dtype=np.uint8)
     out[0] = first.transpose(2, 0, 1)
@@ -35,7 +38,7 @@ def stack_images(paths: list[Path], mode: str, size: tuple[int, int] | None = No
         array = read_image(path, mode, size)
         if array.shape != first.shape:
             raise DataError(
-                f"{path}: image is {array.shape[1]}x{array.shape[0]}, expected {first.shape[1]}x{first.shape[0]} like {paths[0].name} (set size= to resize)"
+                f"{path}: image is {array.shape[1]}x{array.shape[0]}, expected {first.shape[1]}x{first.shape[0]} like {paths[0].name}{hint}"
             )
         out[i] = array.transpose(2, 0, 1)
     return out

@@ -22,12 +22,14 @@ from deepmimic.errors import DataError
 
 
 def _read_lines(path: Path) -> list[str]:
+    """Non-blank stripped lines of a text file; DataError if it is missing."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     return [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
 
 
 def _class_names(root: Path, wnids: list[str]) -> tuple[str, ...]:
+    """First comma-part of each wnid's words.txt entry ("goldfish"), else the wnid itself."""
     words: dict[str, str] = {}
     if (root / "words.txt").is_file():
         for line in _read_lines(root / "words.txt"):
@@ -36,17 +38,20 @@ def _class_names(root: Path, wnids: list[str]) -> tuple[str, ...]:
     return tuple(words.get(w) or w for w in wnids)
 
 
-def _dataset(paths: list[Path], labels: list[int], classes: tuple[str, ...], name: str, where: Path) -> ImageDataset:
+def _dataset(paths: list[Path], labels: list[int], classes: tuple[str, ...], wnids: list[str], name: str, where: Path) -> ImageDataset:
+    """Decode ``paths`` as RGB into (N, 3, H, W); every image must have the first one's size."""
     if not paths:
         raise DataError(f"{where}: no images found")
     images = torch.from_numpy(stack_images(paths, "RGB"))
-    return ImageDataset(images, torch.tensor(labels, dtype=torch.int64), classes, name, meta={"wnid_order": True})
+    return ImageDataset(images, torch.tensor(labels, dtype=torch.int64), classes, name, meta={"wnids": tuple(wnids)})
 
 
 def load_tiny_imagenet(root: str | Path) -> TrainTest:
     """Train and val parts of a Tiny ImageNet directory (any number of classes)."""
     base = require_dir(root)
     wnids = _read_lines(base / "wnids.txt")
+    if not wnids:
+        raise DataError(f"{base / 'wnids.txt'}: no wnids")
     if len(set(wnids)) != len(wnids):
         raise DataError(f"{base / 'wnids.txt'}: repeated wnids")
     index = {w: i for i, w in enumerate(wnids)}
@@ -74,6 +79,6 @@ def load_tiny_imagenet(root: str | Path) -> TrainTest:
         val_paths.append(base / "val" / "images" / fields[0])
         val_labels.append(index[fields[1]])
     return TrainTest(
-        _dataset(train_paths, train_labels, classes, "tiny-imagenet/train", base / "train"),
-        _dataset(val_paths, val_labels, classes, "tiny-imagenet/test", base / "val"),
+        _dataset(train_paths, train_labels, classes, wnids, "tiny-imagenet/train", base / "train"),
+        _dataset(val_paths, val_labels, classes, wnids, "tiny-imagenet/test", base / "val"),
     )
