@@ -31,9 +31,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.out:
         overrides.append(f"output_dir={args.out}")
     config = load_config(args.config, overrides)
-    results = run_pipeline(config, resume=args.resume, progress=False if args.no_progress else None)
+    progress = False if args.no_progress else None
+    if config.pipeline == "feed":
+        from deepmimic.pipelines.feed import feed_table, run_feed
+
+        results = run_feed(config, resume=args.resume, progress=progress)
+        table = feed_table(results)
+    else:
+        results = run_pipeline(config, resume=args.resume, progress=progress)
+        table = results_table(results)
     print()
-    print(results_table(results))
+    print(table)
     print(f"\nresults: {Path(config.output_dir) / 'results.json'}  (wall time {results['wall_time_s']:.1f} s)")
     return 0
 
@@ -65,6 +73,27 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from deepmimic.errors import ModelSpecError
+    from deepmimic.models import create_model
+    from deepmimic.models.features import format_layer_table, layer_shapes
+
+    in_shape = None
+    if args.in_shape:
+        try:
+            in_shape = tuple(int(v) for v in args.in_shape.split(","))
+        except ValueError as exc:
+            raise ModelSpecError(f"--in-shape expects C,H,W (e.g. 3,32,32), got '{args.in_shape}'") from exc
+        if len(in_shape) != 3:
+            raise ModelSpecError(f"--in-shape expects C,H,W (e.g. 3,32,32), got '{args.in_shape}'")
+    model = create_model(args.model, in_shape, args.classes)
+    shape = in_shape or getattr(model, "in_shape", None)
+    if shape is None:
+        raise ModelSpecError(f"model '{args.model}' has no default input shape: pass --in-shape C,H,W")
+    print(format_layer_table(layer_shapes(model, shape)))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepmimic",
@@ -90,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list model presets with parameter and MAC counts", description="List the model presets (the paper's Mentor and Student-A/B/C).")
     models.set_defaults(func=_cmd_models)
+
+    layers = sub.add_parser("layers", help="list a model's module names with output shapes (for feature hooks)", description="List every module of a model with its output shape and parameters; the names are what feature-level methods hook (e.g. student_layer).")
+    layers.add_argument("model", help="preset name (e.g. resnet20) or architecture notation")
+    layers.add_argument("--in-shape", metavar="C,H,W", help="input shape (required for notation)")
+    layers.add_argument("--classes", type=int, default=None, help="number of classes (required for notation)")
+    layers.set_defaults(func=_cmd_layers)
     return parser
 
 

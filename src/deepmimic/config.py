@@ -69,6 +69,7 @@ class PaperReference(StrictModel):
 class PipelineConfig(StrictModel):
     """The DeepMimic pipeline: mentor -> soft labels -> students -> evaluation."""
 
+    pipeline: Literal["deepmimic"] = "deepmimic"
     name: str = "deepmimic"
     output_dir: str = "runs/deepmimic"
     cache_dir: str | None = None  # default: <output_dir>/soft-label-cache
@@ -155,20 +156,34 @@ def _format_validation_error(exc: ValidationError, source: str) -> str:
     return f"{source}: {message}" + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
 
 
-def parse_config(raw: Any, source: str = "config", overrides: list[str] | None = None) -> PipelineConfig:
-    """Validate a raw mapping (as read from YAML) into a :class:`PipelineConfig`."""
+PIPELINES = ("deepmimic", "feed")
+
+
+def parse_config(raw: Any, source: str = "config", overrides: list[str] | None = None) -> Any:
+    """Validate a raw mapping (as read from YAML) into the config of its ``pipeline``.
+
+    ``pipeline: deepmimic`` (the default) gives a :class:`PipelineConfig`; ``pipeline: feed``
+    a :class:`deepmimic.pipelines.feed_config.FeedConfig`.
+    """
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys, got {type(raw).__name__}")
     raw = copy.deepcopy(raw)
     for assignment in overrides or []:
         apply_override(raw, assignment)
+    kind = raw.get("pipeline", "deepmimic")
+    if kind not in PIPELINES:
+        raise ConfigError(f"{source}: unknown pipeline '{kind}'; known: {', '.join(PIPELINES)}")
     try:
+        if kind == "feed":
+            from deepmimic.pipelines.feed_config import FeedConfig  # noqa: PLC0415 (avoids an import cycle)
+
+            return FeedConfig.model_validate(raw)
         return PipelineConfig.model_validate(_merge_train_defaults(raw))
     except ValidationError as exc:
         raise ConfigError(_format_validation_error(exc, source)) from exc
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Any:
     """Read and validate a YAML config file; never executes code (``yaml.safe_load``)."""
     path = Path(path)
     try:

@@ -58,3 +58,11 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` atomically."""
     with atomic_open(path) as handle:
         handle.write(text)
+
+
+def slugify(name: str) -> str:
+    """A file-system-safe lower-case name: ``"sFEED stack 2"`` -> ``"sfeed-stack-2"``."""
+    slug = "".join(ch.lower() if ch.isalnum() else "-" for ch in name)
+    while "--" in slug:
+        slug = slug.replace("--", "-")
+    return slug.strip("-") or "model"

@@ -69,7 +69,15 @@ def test_models_lists_presets_with_counts(capsys: pytest.CaptureFixture[str]) ->
     assert "mnist-mentor" in out and "cifar10-student-c" in out and "tinyimagenet-mentor" in out
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["models", "--help"]])
+def test_layers_lists_module_names_and_shapes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["layers", "c-mp-s", "--in-shape", "1,8,8", "--classes", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "features.2" in out and "MaxPool2d" in out and "32x4x4" in out
+    assert main(["layers", "c-mp-s", "--in-shape", "1,8"]) == 2
+    assert "--in-shape expects C,H,W" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["models", "--help"], ["layers", "--help"]])
 def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)

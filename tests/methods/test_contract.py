@@ -17,6 +17,8 @@ CONFIGS = {
     "soft_label": {},
     "kd": {"temperature": 4.0},
     "imitation": {"rec_weight": 1.0, "der_weight": 0.5, "adv_weight": 0.1},
+    "factor_transfer": {"beta": 50.0, "paraphraser_epochs": 1},
+    "pfeed": {"beta": 50.0},
 }
 
 
@@ -33,7 +35,7 @@ def test_every_registered_method_has_a_contract_config() -> None:
 def test_method_trains_one_epoch(name: str) -> None:
     ds = make_blobs_dataset(n_per_class=8)
     teacher_module = tiny(1)
-    teacher = EnsembleTeacher([ModuleTeacher(teacher_module, 4)])
+    teacher = EnsembleTeacher([ModuleTeacher(teacher_module, 4, feature_layers=["2"])])  # "2": the ReLU after conv+BN
     teacher_before = {k: v.clone() for k, v in teacher_module.state_dict().items()}
     student = tiny(0)
     student_before = [p.clone() for p in student.parameters()]

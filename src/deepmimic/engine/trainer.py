@@ -86,13 +86,16 @@ def fit(
     check_targets(method, train)
     device = resolve_device(settings.device)
     method.to_device(device)
+    resuming = resume and run_dir is not None and (run_dir / CHECKPOINT_NAME).exists()
+    torch.manual_seed(epoch_seed(settings.seed, 0))  # modules a setup stage creates get seeded weights
+    method.setup(train, normalizer, device, settings.batch_size, pretrain=not resuming)
     optimizer = build_optimizer(method.optimized_parameters(), settings)
     scheduler = build_scheduler(optimizer, settings)
     result = FitResult()
     start_epoch = 0
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        if resume and (run_dir / CHECKPOINT_NAME).exists():
+        if resuming:
             start_epoch = _restore(run_dir, method, optimizer, scheduler, settings, result)
         _rewrite_metrics(run_dir, result.history)
 

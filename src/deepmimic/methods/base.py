@@ -24,7 +24,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from deepmimic.data.batches import Batch
+from deepmimic.data.batches import Batch, Normalizer, TrainingSet
 from deepmimic.errors import TeacherError
 from deepmimic.teachers.base import Teacher, TeacherOutput, describe_teacher
 
@@ -75,6 +75,11 @@ class Method(nn.Module):
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         """Named scalar losses for ``batch``; the engine minimises their sum."""
         raise NotImplementedError
+
+    def setup(self, data: TrainingSet, normalizer: Normalizer, device: torch.device, batch_size: int, pretrain: bool) -> None:
+        """A setup stage before the optimisers are built (e.g. factor transfer builds its
+        translators from the feature shapes and pre-trains its paraphraser). ``pretrain`` is
+        False when the run resumes from a checkpoint, which restores what pre-training made."""
 
     def optimized_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters the engine's optimiser steps: by default every trainable submodule."""

@@ -9,8 +9,10 @@ from torch import nn
 
 from deepmimic.errors import ConfigError
 from deepmimic.methods.base import Method
+from deepmimic.methods.factor_transfer import FactorTransfer
 from deepmimic.methods.imitation import Imitation
 from deepmimic.methods.kd import KnowledgeDistillation
+from deepmimic.methods.pfeed import ParallelFeed
 from deepmimic.methods.soft_label import SoftLabel
 from deepmimic.methods.supervised import Supervised
 from deepmimic.teachers.base import Teacher
@@ -20,6 +22,8 @@ METHODS: dict[str, type[Method]] = {
     "soft_label": SoftLabel,
     "kd": KnowledgeDistillation,
     "imitation": Imitation,
+    "factor_transfer": FactorTransfer,
+    "pfeed": ParallelFeed,
 }
 
 

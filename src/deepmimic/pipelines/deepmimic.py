@@ -32,7 +32,7 @@ from deepmimic.data.splits import (
 from deepmimic.engine.optim import resolve_device
 from deepmimic.engine.trainer import fit
 from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
-from deepmimic.io_utils import write_json, write_text
+from deepmimic.io_utils import slugify, write_json, write_text
 from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
 from deepmimic.pipelines.results_table import results_table
@@ -170,7 +170,7 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool
         t0 = time.perf_counter()
         fit(
             method, student_set, data.normalizer, stage.train,
-            test=test, run_dir=out / "students" / _slug(stage.name), resume=resume, label=stage.name, progress=progress,
+            test=test, run_dir=out / "students" / slugify(stage.name), resume=resume, label=stage.name, progress=progress,
         )
         train_time = time.perf_counter() - t0
         ev = evaluate(student, test.images, test.labels, data.normalizer, device)
@@ -212,7 +212,3 @@ def _student_method(stage: ModelStage, student: torch.nn.Module, cached: CachedT
         if stage.teacher == "cached":
             raise
         return create_method(stage.method, student, online, **stage.method_options)
-
-
-def _slug(name: str) -> str:
-    return "".join(ch.lower() if ch.isalnum() else "-" for ch in name).strip("-") or "student"

@@ -20,10 +20,15 @@ PROVIDABLE = frozenset({"probs", "logits", "features", "input_grad"})
 
 @dataclass(frozen=True)
 class TeacherOutput:
-    """A teacher's answer for one batch: probabilities (B, K) and, when known, logits (B, K)."""
+    """A teacher's answer for one batch.
+
+    probs (B, K); logits (B, K) when known; features: intermediate feature maps by name,
+    e.g. ``{"layer3": (B, C, H, W)}``, for teachers that provide ``features``.
+    """
 
     probs: torch.Tensor
     logits: torch.Tensor | None = None
+    features: dict[str, torch.Tensor] | None = None
 
 
 @runtime_checkable

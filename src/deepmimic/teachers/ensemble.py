@@ -14,7 +14,8 @@ class EnsembleTeacher:
     """p(x) = mean_m p_m(x). Provides what every member provides.
 
     Its ``logits`` are log p(x) (valid scores for the averaged distribution), available
-    when every member gives logits; ``input_grad`` when every member is differentiable.
+    when every member gives logits; ``input_grad`` when every member is differentiable;
+    ``features`` as every member's maps, keyed ``"<member index>.<layer>"`` (parallel FEED).
     """
 
     def __init__(self, members: Sequence[Teacher]) -> None:
@@ -25,12 +26,16 @@ class EnsembleTeacher:
             raise TeacherError(f"ensemble members disagree on the number of classes: {sorted(classes)}")
         self.members = list(members)
         self.num_classes = classes.pop()
-        self.provides = frozenset.intersection(*(frozenset(m.provides) for m in members)) - {"features"}
+        self.provides = frozenset.intersection(*(frozenset(m.provides) for m in members))
 
     def predict(self, x: torch.Tensor, index: torch.Tensor | None = None) -> TeacherOutput:
-        probs = torch.stack([m.predict(x, index).probs for m in self.members]).mean(dim=0)  # (B, K)
+        answers = [m.predict(x, index) for m in self.members]
+        probs = torch.stack([a.probs for a in answers]).mean(dim=0)  # (B, K)
         logits = torch.log(probs.clamp_min(1e-12)) if "logits" in self.provides else None
-        return TeacherOutput(probs=probs, logits=logits)
+        features = None
+        if "features" in self.provides:  # member i's map "layer3" is "i.layer3"
+            features = {f"{i}.{name}": t for i, a in enumerate(answers) for name, t in (a.features or {}).items()}
+        return TeacherOutput(probs=probs, logits=logits, features=features)
 
     def to(self, device: torch.device) -> EnsembleTeacher:
         for member in self.members:

@@ -5,6 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from collections.abc import Sequence
+
+from deepmimic.models.features import FeatureCapture
 from deepmimic.teachers.base import TeacherOutput
 
 
@@ -13,21 +16,25 @@ class ModuleTeacher:
 
     The module is put in eval mode and its parameters are frozen (requires_grad=False),
     so no optimiser can touch it and no gradient accumulates in it; its outputs stay
-    differentiable with respect to the input (for the derivative loss).
+    differentiable with respect to the input (for the derivative loss). With
+    ``feature_layers`` it also returns those modules' outputs (forward hooks, no edits to
+    the model) and provides ``features``.
     """
 
-    provides = frozenset({"probs", "logits", "input_grad"})
-
-    def __init__(self, module: nn.Module, num_classes: int) -> None:
+    def __init__(self, module: nn.Module, num_classes: int, feature_layers: Sequence[str] = ()) -> None:
         self.module = module.eval()
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
         self.num_classes = num_classes
+        self.feature_layers = tuple(feature_layers)
+        self._capture = FeatureCapture(self.module, self.feature_layers) if self.feature_layers else None
+        self.provides = frozenset({"probs", "logits", "input_grad"} | ({"features"} if self.feature_layers else set()))
 
     def predict(self, x: torch.Tensor, index: torch.Tensor | None = None) -> TeacherOutput:
         self.module.eval()  # a caller's .train() elsewhere must never put the teacher in training mode
         logits = self.module(x)
-        return TeacherOutput(probs=torch.softmax(logits.float(), dim=1), logits=logits)
+        features = {name: self._capture[name] for name in self.feature_layers} if self._capture else None
+        return TeacherOutput(probs=torch.softmax(logits.float(), dim=1), logits=logits, features=features)
 
     def to(self, device: torch.device) -> ModuleTeacher:
         self.module.to(device)
