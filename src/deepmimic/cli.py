@@ -7,6 +7,7 @@ Every user mistake (bad path, malformed data, unknown config key) ends with a on
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from importlib import resources
 from pathlib import Path
@@ -32,13 +33,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"output_dir={args.out}")
     config = load_config(args.config, overrides)
     progress = False if args.no_progress else None
+    command = shlex.join(["deepmimic", *args.argv])
     if config.pipeline == "feed":
         from deepmimic.pipelines.feed import feed_table, run_feed
 
-        results = run_feed(config, resume=args.resume, progress=progress)
+        results = run_feed(config, resume=args.resume, progress=progress, command=command)
         table = feed_table(results)
     else:
-        results = run_pipeline(config, resume=args.resume, progress=progress)
+        results = run_pipeline(config, resume=args.resume, progress=progress, command=command)
         table = results_table(results)
     print()
     print(table)
@@ -130,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv  # recorded in results.json as the command that reproduces the run
     if args.command is None:
         parser.print_help()
         return 2

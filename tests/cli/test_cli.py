@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,8 @@ def test_run_prints_table_and_writes_results(tmp_path: Path, capsys: pytest.Capt
     assert main(["run", str(path), "--no-progress", "--set", "students.1.train.epochs=2"]) == 0
     out = capsys.readouterr().out
     assert "| Mentor |" in out and "| Student-B |" in out
-    assert (tmp_path / "run" / "results.json").exists()
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["command"] == f"deepmimic run {path} --no-progress --set students.1.train.epochs=2"
 
 
 def test_out_option_redirects_output(tmp_path: Path) -> None:

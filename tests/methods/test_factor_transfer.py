@@ -28,8 +28,9 @@ class TinyConvNet(nn.Module):
 def test_ft_loss_matches_hand_computation() -> None:
     t = torch.tensor([[[[3.0]], [[4.0]]]])  # (1, 2, 1, 1): normalised [0.6, 0.8]
     s = torch.tensor([[[[1.0]], [[0.0]]]])  # normalised [1, 0]
-    assert factor_transfer_loss(t, s, p=1).item() == pytest.approx(0.4 + 0.8, rel=1e-6)
-    assert factor_transfer_loss(t, s, p=2).item() == pytest.approx(0.4**2 + 0.8**2, rel=1e-6)
+    assert factor_transfer_loss(t, s, p=1, reduction="sum").item() == pytest.approx(0.4 + 0.8, rel=1e-6)
+    assert factor_transfer_loss(t, s, p=2, reduction="sum").item() == pytest.approx(0.4**2 + 0.8**2, rel=1e-6)
+    assert factor_transfer_loss(t, s, p=1).item() == pytest.approx((0.4 + 0.8) / 2, rel=1e-6)  # mean over C*H*W = 2
     assert factor_transfer_loss(t, 2 * t, p=1).item() == pytest.approx(0.0, abs=1e-6)  # scale-invariant
 
 

@@ -2,6 +2,10 @@
 
     L_student = ce_weight * CE(z_s, y) + beta * sum_j L_FT(F_T^j, T_j(F_S))
 
+L_FT is eq. 3 with an element-mean reduction by default, the scale the paper's beta
+(500 for ResNets, 2,000 for wide nets) works with; see
+:func:`~deepmimic.methods.factor_modules.factor_transfer_loss` for the sum reduction.
+
 A paraphraser P_j is pre-trained on teacher feature map j (setup stage, reconstruction
 loss, then frozen) and its encoding is the teacher factor F_T^j; with ``paraphraser=False``
 the teacher's raw map is the target (FEED's choice). A translator T_j, trained jointly
@@ -23,7 +27,7 @@ from torch import nn
 from deepmimic.data.batches import Batch, Normalizer, TrainingSet
 from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.methods.base import Method
-from deepmimic.methods.factor_modules import Paraphraser, Translator, factor_channels, factor_transfer_loss
+from deepmimic.methods.factor_modules import REDUCTIONS, Paraphraser, Translator, factor_channels, factor_transfer_loss
 from deepmimic.models.features import FeatureCapture, last_feature_layer
 from deepmimic.teachers.base import Teacher
 
@@ -46,7 +50,10 @@ class FactorTransfer(Method):
         paraphraser_lr: float = 1e-3,
         student_layer: str | None = None,
         ce_weight: float = 1.0,
+        reduction: str = "mean",
     ) -> None:
+        if reduction not in REDUCTIONS:
+            raise ConfigError(f"factor transfer: reduction must be one of {', '.join(REDUCTIONS)}, got '{reduction}'")
         if p not in (1, 2):
             raise ConfigError(f"factor transfer: p must be 1 or 2, got {p}")
         if beta < 0 or ce_weight < 0 or not 0 < rate <= 4:
@@ -56,6 +63,7 @@ class FactorTransfer(Method):
         self.use_paraphraser, self.paraphraser_epochs, self.paraphraser_lr = paraphraser, paraphraser_epochs, paraphraser_lr
         self.student_layer = student_layer  # None: the student's last feature map, found in setup()
         self.ce_weight = ce_weight
+        self.reduction = reduction
         self.keys: list[str] = []
         self.translators = nn.ModuleDict()
         self.paraphrasers = nn.ModuleDict()
@@ -132,7 +140,7 @@ class FactorTransfer(Method):
                 with torch.no_grad():
                     target = self.paraphrasers[self._module_key(key)].encode(target)
             factor = self.translators[self._module_key(key)](student_map, size=tuple(target.shape[-2:]))
-            ft = ft + factor_transfer_loss(target, factor, self.p)
+            ft = ft + factor_transfer_loss(target, factor, self.p, self.reduction)
         out = {"ft": self.beta * ft}
         if self.ce_weight > 0:
             out["ce"] = self.ce_weight * F.cross_entropy(logits, batch.targets["labels"])
@@ -141,5 +149,5 @@ class FactorTransfer(Method):
     def hyperparameters(self) -> dict[str, object]:
         return {
             "beta": self.beta, "p": self.p, "rate": self.rate, "paraphraser": self.use_paraphraser,
-            "paraphraser_epochs": self.paraphraser_epochs, "student_layer": self.student_layer, "ce_weight": self.ce_weight,
+            "paraphraser_epochs": self.paraphraser_epochs, "student_layer": self.student_layer, "ce_weight": self.ce_weight, "reduction": self.reduction,
         }

@@ -29,5 +29,9 @@ class ParallelFeed(FactorTransfer):
         p: int = 1,
         student_layer: str | None = None,
         ce_weight: float = 1.0,
+        reduction: str = "mean",
     ) -> None:
-        super().__init__(student, teacher, beta=beta, p=p, paraphraser=False, student_layer=student_layer, ce_weight=ce_weight)
+        super().__init__(
+            student, teacher, beta=beta, p=p, paraphraser=False, student_layer=student_layer, ce_weight=ce_weight,
+            reduction=reduction,
+        )

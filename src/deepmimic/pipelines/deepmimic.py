@@ -96,8 +96,13 @@ def _model_info(stage: ModelStage, model: torch.nn.Module, in_shape: tuple[int, 
     return info
 
 
-def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
-    """Run the whole pipeline; returns the results dict also written to results.json."""
+def run_pipeline(
+    config: PipelineConfig, *, resume: bool = False, progress: bool | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """Run the whole pipeline; returns the results dict also written to results.json.
+
+    ``command`` (the command line that started the run) is recorded for the report.
+    """
     started = time.perf_counter()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,6 +147,7 @@ def run_pipeline(config: PipelineConfig, *, resume: bool = False, progress: bool
 
     results: dict[str, Any] = {
         "name": config.name,
+        "command": command,
         "data": {
             "name": config.data.name,
             "labeled": len(data.split.labeled),

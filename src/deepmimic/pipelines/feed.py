@@ -36,8 +36,10 @@ from deepmimic.teachers.ensemble import EnsembleTeacher
 from deepmimic.teachers.module import ModuleTeacher
 
 
-def run_feed(config: FeedConfig, *, resume: bool = False, progress: bool | None = None) -> dict[str, Any]:
-    """Run every stage; returns the results dict also written to results.json."""
+def run_feed(
+    config: FeedConfig, *, resume: bool = False, progress: bool | None = None, command: str | None = None
+) -> dict[str, Any]:
+    """Run every stage; returns the results dict also written to results.json (with ``command``)."""
     started = time.perf_counter()
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -95,7 +97,7 @@ def run_feed(config: FeedConfig, *, resume: bool = False, progress: bool | None 
         )
 
     results = {
-        "name": config.name, "model": config.model, "data": {"name": config.data.name, "train": len(train), "test": len(test)},
+        "name": config.name, "command": command, "model": config.model, "data": {"name": config.data.name, "train": len(train), "test": len(test)},
         "rows": rows, "wall_time_s": time.perf_counter() - started,
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()},
         "agreement_scratch0_vs_ensemble": agreement(probs.argmax(1), predict_probs(scratch[0], test.images, normalizer, device).argmax(1)),
