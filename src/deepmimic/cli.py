@@ -42,9 +42,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         results = run_pipeline(config, resume=args.resume, progress=progress, command=command)
         table = results_table(results)
+    from deepmimic.report import build_report
+
+    report = build_report(config.output_dir)
     print()
     print(table)
     print(f"\nresults: {Path(config.output_dir) / 'results.json'}  (wall time {results['wall_time_s']:.1f} s)")
+    print(f"report:  {report['report.html']}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from deepmimic.report import build_report
+
+    paths = build_report(args.run_dir)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
     return 0
 
 
@@ -121,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list model presets with parameter and MAC counts", description="List the model presets (the paper's Mentor and Student-A/B/C).")
     models.set_defaults(func=_cmd_models)
+
+    report = sub.add_parser("report", help="rebuild report.md / report.html / plots of a finished run", description="Rebuild a run's report from its saved results and metrics files, without retraining.")
+    report.add_argument("run_dir", help="a run's output directory (holds results.json)")
+    report.set_defaults(func=_cmd_report)
 
     layers = sub.add_parser("layers", help="list a model's module names with output shapes (for feature hooks)", description="List every module of a model with its output shape and parameters; the names are what feature-level methods hook (e.g. student_layer).")
     layers.add_argument("model", help="preset name (e.g. resnet20) or architecture notation")

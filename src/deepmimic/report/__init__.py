@@ -1,0 +1,12 @@
+"""Reports of finished runs: report.md, a self-contained report.html and PNG figures.
+
+Built from a run directory's saved files only (results.json, config.yaml,
+metrics.jsonl); the training engine is never imported::
+
+    from deepmimic.report import build_report
+    build_report("runs/mnist-table1")  # {"accuracy.png": ..., "report.md": ..., ...}
+"""
+
+from deepmimic.report.build import build_report
+
+__all__ = ["build_report"]
