@@ -32,6 +32,19 @@ def test_run_prints_table_and_writes_results(tmp_path: Path, capsys: pytest.Capt
     assert saved["command"] == f"deepmimic run {path} --no-progress --set students.1.train.epochs=2"
 
 
+def test_run_writes_a_report_and_report_rebuilds_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write_config(tmp_path)
+    assert main(["run", str(path), "--no-progress"]) == 0
+    html = (tmp_path / "run" / "report.html").read_text()
+    md = (tmp_path / "run" / "report.md").read_text()
+    assert "data:image/png;base64," in html and "| Student-A |" in md
+    (tmp_path / "run" / "report.md").unlink()
+    assert main(["report", str(tmp_path / "run")]) == 0
+    assert (tmp_path / "run" / "report.md").read_text() == md
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
+
+
 def test_out_option_redirects_output(tmp_path: Path) -> None:
     path = write_config(tmp_path)
     assert main(["run", str(path), "--no-progress", "--out", str(tmp_path / "elsewhere")]) == 0
@@ -79,7 +92,7 @@ def test_layers_lists_module_names_and_shapes(capsys: pytest.CaptureFixture[str]
     assert "--in-shape expects C,H,W" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["models", "--help"], ["layers", "--help"]])
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["models", "--help"], ["layers", "--help"], ["report", "--help"]])
 def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(argv)
