@@ -52,6 +52,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from deepmimic.experiments import SweepOptions, run_experiment
+    from deepmimic.experiments.sweeps import summary_table
+
+    opts = SweepOptions(
+        data_dir=args.data_dir, out=args.out, epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
+        seeds=args.seeds, dataset=args.dataset,
+    )
+    summary = run_experiment(args.experiment, opts, progress=False if args.no_progress else None)
+    print()
+    print(summary_table(summary))
+    print(f"\nsummary: {Path(args.out) / args.experiment / 'summary.md'}")
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from deepmimic.report import build_report
 
@@ -134,6 +149,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list model presets with parameter and MAC counts", description="List the model presets (the paper's Mentor and Student-A/B/C).")
     models.set_defaults(func=_cmd_models)
+
+    from deepmimic.experiments.sweeps import EXPERIMENTS, LADDERS
+
+    repro = sub.add_parser("reproduce", help="run one of the DeepMimic paper's experiments", description="Run a DeepMimic paper experiment: every point of the sweep is a full pipeline run (with its report); summary.md gives mean +- std over seeds.")
+    repro.add_argument("experiment", choices=EXPERIMENTS)
+    repro.add_argument("--data-dir", default="../shared/data", help="folder holding mnist/, cifar-10-batches-bin/, tiny-imagenet/, ood-tinyimagenet-32.npz")
+    repro.add_argument("--dataset", default="cifar10", choices=sorted(LADDERS), help="dataset of the split-ratio / unbalanced / out-of-domain sweeps")
+    repro.add_argument("--epochs", type=int, default=10, help="mentor epochs (students get half)")
+    repro.add_argument("--subset", type=int, default=None, help="stratified training subset size")
+    repro.add_argument("--test-subset", type=int, default=None, help="stratified test subset size")
+    repro.add_argument("--seeds", type=int, default=1, help="runs per point (mean +- std)")
+    repro.add_argument("--out", default="runs/reproduce", help="output folder")
+    repro.add_argument("--no-progress", action="store_true", help="plain per-epoch lines")
+    repro.set_defaults(func=_cmd_reproduce)
 
     report = sub.add_parser("report", help="rebuild report.md / report.html / plots of a finished run", description="Rebuild a run's report from its saved results and metrics files, without retraining.")
     report.add_argument("run_dir", help="a run's output directory (holds results.json)")

@@ -1,0 +1,67 @@
+"""The paper's experiments as sweeps, end to end on tiny generated data (seconds each)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from deepmimic.cli import main
+from deepmimic.errors import ConfigError
+from deepmimic.experiments import SweepOptions, run_experiment
+from deepmimic.experiments import sweeps
+from pipeline_configs import write_blobs_npz
+from synthetic import make_blobs_dataset
+
+TINY = {"conv_channels": 4, "fc_units": 8}
+
+
+def options(tmp_path: Path, **extra: object) -> SweepOptions:
+    pool = make_blobs_dataset(n_per_class=60, num_classes=2, seed=7)
+    np.savez(tmp_path / "pool.npz", images=pool.images.numpy(), labels=pool.labels.numpy())
+    return SweepOptions(out=str(tmp_path / "out"), epochs=2, seeds=2, dataset="mnist", data_name="npz",
+                        data_root=str(write_blobs_npz(tmp_path / "blobs.npz")), pool=str(tmp_path / "pool.npz"),
+                        model_options=TINY, **extra)
+
+
+@pytest.mark.parametrize(
+    "experiment,points",
+    [("ladder-mnist", 1), ("split-ratio", 2), ("unbalanced-removal", 2), ("out-of-domain", 2)],
+)
+def test_experiment_runs_and_summarises_over_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment: str, points: int) -> None:
+    monkeypatch.setattr(sweeps, "RATIOS", (0.2, 0.5))
+    monkeypatch.setattr(sweeps, "REMOVAL_BOUNDS", (0.1, 0.8))
+    monkeypatch.setattr(sweeps, "OOD_FRACTIONS", (0.1, 0.6))
+    summary = run_experiment(experiment, options(tmp_path))
+    assert len(summary["rows"]) == points
+    out = tmp_path / "out" / experiment
+    saved = json.loads((out / "summary.json").read_text())
+    assert saved["rows"][0]["point"] == summary["rows"][0]["point"]
+    mean, std = summary["rows"][0]["Student-A"]
+    assert 0 <= mean <= 1 and std >= 0
+    assert "±" in (out / "summary.md").read_text()
+    reports = list(out.glob("*/seed-*/report.html"))
+    assert len(reports) == 2 * points
+    pngs = list(out.glob("*/seed-0/curves.png"))
+    assert pngs and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    if experiment == "split-ratio":
+        assert summary["rows"][0]["unlabeled"] > summary["rows"][1]["unlabeled"]
+    if experiment == "unbalanced-removal":
+        assert summary["rows"][0]["unlabeled"] > summary["rows"][1]["unlabeled"]
+    if experiment == "out-of-domain":
+        assert summary["rows"][0]["unlabeled"] < summary["rows"][1]["unlabeled"]
+
+
+def test_unknown_experiment_and_bad_seeds(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="unknown experiment"):
+        run_experiment("ladder-imagenet", options(tmp_path))
+    with pytest.raises(ConfigError, match="--seeds"):
+        run_experiment("ladder-mnist", options(tmp_path).__class__(seeds=0, data_root=str(tmp_path)))
+
+
+def test_reproduce_cli_rejects_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["reproduce", "ladder-mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--no-progress"])
+    assert code == 2
+    assert "no such directory" in capsys.readouterr().err
