@@ -62,7 +62,12 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     )
     summary = run_experiment(args.experiment, opts, progress=False if args.no_progress else None)
     print()
-    print(summary_table(summary))
+    if args.experiment == "inference-time":
+        from deepmimic.experiments.inference_time import inference_table
+
+        print(inference_table(summary))
+    else:
+        print(summary_table(summary))
     print(f"\nsummary: {Path(args.out) / args.experiment / 'summary.md'}")
     return 0
 

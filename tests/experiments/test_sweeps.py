@@ -65,3 +65,15 @@ def test_reproduce_cli_rejects_missing_data(tmp_path: Path, capsys: pytest.Captu
     code = main(["reproduce", "ladder-mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--no-progress"])
     assert code == 2
     assert "no such directory" in capsys.readouterr().err
+
+
+def test_inference_time_times_every_ladder_model(tmp_path: Path) -> None:
+    from deepmimic.experiments.inference_time import inference_table
+
+    opts = options(tmp_path)
+    summary = run_experiment("inference-time", opts)
+    assert [r["model"] for r in summary["rows"]] == ["Mentor", "Student-B"]  # MNIST ladder: A shares the mentor's architecture
+    assert all(r["cpu"]["mean_s"] > 0 and r["cpu"]["std_s"] >= 0 for r in summary["rows"])
+    table = (tmp_path / "out" / "inference-time" / "summary.md").read_text()
+    assert "CPU s (mean ± std)" in table and "1.00x" in table
+    assert table.strip() == inference_table(summary).strip()

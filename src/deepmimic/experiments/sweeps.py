@@ -99,6 +99,10 @@ def _points(experiment: str, opts: SweepOptions) -> tuple[str, list[tuple[str, A
 
 def run_experiment(experiment: str, opts: SweepOptions, progress: bool | None = None) -> dict[str, Any]:
     """Run every point x seed of ``experiment``; write and return the summary."""
+    if experiment == "inference-time":
+        from deepmimic.experiments.inference_time import run_inference_time  # noqa: PLC0415 (it imports this module)
+
+        return run_inference_time(opts)
     dataset, points = _points(experiment, opts)
     if dataset not in LADDERS:
         raise ConfigError(f"unknown dataset '{dataset}' for {experiment}; known: {', '.join(LADDERS)}")
@@ -150,4 +154,7 @@ def summary_table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-EXPERIMENTS = ("ladder-mnist", "ladder-cifar10", "ladder-tinyimagenet", "split-ratio", "unbalanced-removal", "out-of-domain")
+EXPERIMENTS = (
+    "ladder-mnist", "ladder-cifar10", "ladder-tinyimagenet", "split-ratio", "unbalanced-removal", "out-of-domain",
+    "inference-time",
+)
