@@ -45,6 +45,19 @@ def test_run_writes_a_report_and_report_rebuilds_it(tmp_path: Path, capsys: pyte
     assert "run directory not found" in capsys.readouterr().err
 
 
+def test_demo_runs_the_builtin_config_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    one_epoch = ["mentor.train.epochs=3", "students.0.train.epochs=1", "students.1.train.epochs=1"]
+    argv = ["demo", "--no-progress", "--out", str(tmp_path / "demo")]
+    for assignment in one_epoch:
+        argv += ["--set", assignment]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "| Mentor |" in out and "| Student-A |" in out and "| Student-B |" in out
+    results = json.loads((tmp_path / "demo" / "results.json").read_text())
+    assert results["data"]["name"] == "mnist-5k" and results["data"]["labeled"] == 800
+    assert results["mentor"]["accuracy"] > 0.5  # real digits: 3 epochs on 800 of them learn well above chance (0.1)
+
+
 def test_out_option_redirects_output(tmp_path: Path) -> None:
     path = write_config(tmp_path)
     assert main(["run", str(path), "--no-progress", "--out", str(tmp_path / "elsewhere")]) == 0
