@@ -54,21 +54,20 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
     from deepmimic.experiments import SweepOptions, run_experiment
-    from deepmimic.experiments.sweeps import summary_table
+    from deepmimic.report.sweep import summary_table
 
     opts = SweepOptions(
         data_dir=args.data_dir, out=args.out, epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
-        seeds=args.seeds, dataset=args.dataset,
+        seeds=args.seeds, dataset=args.dataset, students=args.students, one_hot=not args.no_one_hot, resume=args.resume,
+        command=shlex.join(["deepmimic", *args.argv]),
     )
     summary = run_experiment(args.experiment, opts, progress=False if args.no_progress else None)
+    out = Path(args.out) / args.experiment
     print()
-    if args.experiment == "inference-time":
-        from deepmimic.experiments.inference_time import inference_table
-
-        print(inference_table(summary))
-    else:
-        print(summary_table(summary))
-    print(f"\nsummary: {Path(args.out) / args.experiment / 'summary.md'}")
+    print(summary_table(summary))
+    print(f"\nwall time {summary['wall_time_s']:.1f} s")
+    print(f"summary: {out / 'summary.md'}")
+    print(f"report:  {out / 'report.html'}")
     return 0
 
 
@@ -157,20 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     from deepmimic.experiments.sweeps import EXPERIMENTS, LADDERS
 
-    repro = sub.add_parser("reproduce", help="run one of the DeepMimic paper's experiments", description="Run a DeepMimic paper experiment: every point of the sweep is a full pipeline run (with its report); summary.md gives mean +- std over seeds.")
+    repro = sub.add_parser("reproduce", help="run one of the papers' experiments", description="Run a paper experiment: every point of a sweep (and every seed) is a full run with its report; the experiment folder gets summary.md and report.md/report.html with mean +- std over seeds beside the paper's numbers.")
     repro.add_argument("experiment", choices=EXPERIMENTS)
     repro.add_argument("--data-dir", default="../shared/data", help="folder holding mnist/, cifar-10-batches-bin/, tiny-imagenet/, ood-tinyimagenet-32.npz")
-    repro.add_argument("--dataset", default="cifar10", choices=sorted(LADDERS), help="dataset of the split-ratio / unbalanced / out-of-domain sweeps")
-    repro.add_argument("--epochs", type=int, default=10, help="mentor epochs (students get half)")
+    repro.add_argument("--dataset", default="cifar10", choices=sorted(LADDERS), help="dataset of the split-ratio / unbalanced / out-of-domain / inference-time / imitation-table runs")
+    repro.add_argument("--epochs", type=int, default=None, help="mentor epochs, students get half (default 10; the config's own for imitation-table and feed-tables)")
     repro.add_argument("--subset", type=int, default=None, help="stratified training subset size")
     repro.add_argument("--test-subset", type=int, default=None, help="stratified test subset size")
     repro.add_argument("--seeds", type=int, default=1, help="runs per point (mean +- std)")
+    repro.add_argument("--students", default=None, metavar="LETTERS", help="which students, e.g. ab (default: the whole ladder; a for the sweeps)")
+    repro.add_argument("--no-one-hot", action="store_true", help="ladders: skip the students trained on true one-hot labels")
+    repro.add_argument("--resume", action="store_true", help="keep finished points, continue interrupted ones")
     repro.add_argument("--out", default="runs/reproduce", help="output folder")
     repro.add_argument("--no-progress", action="store_true", help="plain per-epoch lines")
     repro.set_defaults(func=_cmd_reproduce)
 
-    report = sub.add_parser("report", help="rebuild report.md / report.html / plots of a finished run", description="Rebuild a run's report from its saved results and metrics files, without retraining.")
-    report.add_argument("run_dir", help="a run's output directory (holds results.json)")
+    report = sub.add_parser("report", help="rebuild report.md / report.html / plots of a finished run or experiment", description="Rebuild a run's report from its saved results and metrics files (or an experiment's from its summary.json), without retraining.")
+    report.add_argument("run_dir", help="a run's output directory (holds results.json) or a reproduce experiment folder (holds summary.json)")
     report.set_defaults(func=_cmd_report)
 
     layers = sub.add_parser("layers", help="list a model's module names with output shapes (for feature hooks)", description="List every module of a model with its output shape and parameters; the names are what feature-level methods hook (e.g. student_layer).")
@@ -178,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--in-shape", metavar="C,H,W", help="input shape (required for notation)")
     layers.add_argument("--classes", type=int, default=None, help="number of classes (required for notation)")
     layers.set_defaults(func=_cmd_layers)
+    from deepmimic.cli_serve import register as register_serve; register_serve(sub)  # noqa: E702 (serve, export)
     return parser
 
 

@@ -23,7 +23,7 @@ def options(tmp_path: Path, **extra: object) -> SweepOptions:
     np.savez(tmp_path / "pool.npz", images=pool.images.numpy(), labels=pool.labels.numpy())
     return SweepOptions(out=str(tmp_path / "out"), epochs=2, seeds=2, dataset="mnist", data_name="npz",
                         data_root=str(write_blobs_npz(tmp_path / "blobs.npz")), pool=str(tmp_path / "pool.npz"),
-                        model_options=TINY, **extra)
+                        model_options=TINY, command="deepmimic reproduce (test)", **extra)
 
 
 @pytest.mark.parametrize(
@@ -39,19 +39,55 @@ def test_experiment_runs_and_summarises_over_seeds(tmp_path: Path, monkeypatch: 
     out = tmp_path / "out" / experiment
     saved = json.loads((out / "summary.json").read_text())
     assert saved["rows"][0]["point"] == summary["rows"][0]["point"]
-    mean, std = summary["rows"][0]["Student-A"]
+    mean, std = summary["rows"][0]["accuracy"]["Student-A"]
     assert 0 <= mean <= 1 and std >= 0
+    assert len(summary["rows"][0]["runs"]) == 2 and len(summary["rows"][0]["run_wall_time_s"]) == 2
     assert "±" in (out / "summary.md").read_text()
     reports = list(out.glob("*/seed-*/report.html"))
     assert len(reports) == 2 * points
-    pngs = list(out.glob("*/seed-0/curves.png"))
-    assert pngs and pngs[0].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pngs = list(out.glob("*/seed-0/curves.png")) + [out / "sweep.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
+    report = (out / "report.md").read_text()
+    assert "Command:" in report and "Wall time" in report and "seed-1/report.md" in report
+    assert "data:image/png;base64," in (out / "report.html").read_text()
     if experiment == "split-ratio":
         assert summary["rows"][0]["unlabeled"] > summary["rows"][1]["unlabeled"]
     if experiment == "unbalanced-removal":
         assert summary["rows"][0]["unlabeled"] > summary["rows"][1]["unlabeled"]
     if experiment == "out-of-domain":
         assert summary["rows"][0]["unlabeled"] < summary["rows"][1]["unlabeled"]
+    if experiment in ("unbalanced-removal", "out-of-domain"):  # the mentor is trained once per seed and reused
+        first, second = (json.loads((out / r["runs"][1] / "results.json").read_text()) for r in summary["rows"])
+        assert first["mentor"]["accuracy"] == second["mentor"]["accuracy"]
+        assert second["mentor"]["train_time_s"] < first["mentor"]["train_time_s"]
+        assert [r["Mentor"] for r in (row["accuracy"] for row in summary["rows"])][0] == summary["rows"][1]["accuracy"]["Mentor"]
+    if experiment == "ladder-mnist":  # section 4.2: the same students on true one-hot labels
+        names = list(summary["rows"][0]["accuracy"])
+        assert names == ["Mentor", "Student-A", "Student-B", "Student-A one-hot", "Student-B one-hot"]
+        results = json.loads((out / summary["rows"][0]["runs"][0] / "results.json").read_text())
+        assert [s["uses_true_labels"] for s in results["students"]] == [False, False, True, True]
+        assert summary["rows"][0]["paper"]["Student-A"] == 97.38
+        assert "one-hot" in (out / summary["rows"][0]["runs"][0] / "report.md").read_text()
+
+
+def test_sweep_report_rebuilds_identically_and_resume_reuses_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sweeps, "REMOVAL_BOUNDS", (0.1, 0.8))
+    opts = options(tmp_path)
+    summary = run_experiment("unbalanced-removal", SweepOptions(**{**opts.__dict__, "seeds": 1}))
+    out = tmp_path / "out" / "unbalanced-removal"
+    before = {p.name: p.read_bytes() for p in out.glob("report.*")} | {"sweep.png": (out / "sweep.png").read_bytes()}
+    assert main(["report", str(out)]) == 0
+    after = {p.name: p.read_bytes() for p in out.glob("report.*")} | {"sweep.png": (out / "sweep.png").read_bytes()}
+    assert before == after
+    capsys.readouterr()
+    again = run_experiment("unbalanced-removal", SweepOptions(**{**opts.__dict__, "seeds": 1, "resume": True}))
+    assert "finished earlier" in capsys.readouterr().out
+    assert again["rows"][1]["accuracy"] == summary["rows"][1]["accuracy"]
+
+
+def test_unknown_students_letter(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--students"):
+        run_experiment("ladder-mnist", SweepOptions(**{**options(tmp_path).__dict__, "students": "ac"}))
 
 
 def test_unknown_experiment_and_bad_seeds(tmp_path: Path) -> None:
@@ -68,7 +104,7 @@ def test_reproduce_cli_rejects_missing_data(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_inference_time_times_every_ladder_model(tmp_path: Path) -> None:
-    from deepmimic.experiments.inference_time import inference_table
+    from deepmimic.report.sweep import summary_table
 
     opts = options(tmp_path)
     summary = run_experiment("inference-time", opts)
@@ -76,4 +112,6 @@ def test_inference_time_times_every_ladder_model(tmp_path: Path) -> None:
     assert all(r["cpu"]["mean_s"] > 0 and r["cpu"]["std_s"] >= 0 for r in summary["rows"])
     table = (tmp_path / "out" / "inference-time" / "summary.md").read_text()
     assert "CPU s (mean ± std)" in table and "1.00x" in table
-    assert table.strip() == inference_table(summary).strip()
+    assert table.strip() == summary_table(summary).strip()
+    assert (tmp_path / "out" / "inference-time" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    assert "Wall time" in (tmp_path / "out" / "inference-time" / "report.md").read_text()

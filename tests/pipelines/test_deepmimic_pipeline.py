@@ -68,3 +68,43 @@ def test_unbalanced_variants_change_the_student_set(tmp_path: Path, variant: str
         assert results["data"]["unlabeled"] < 192
     else:
         assert results["data"]["unlabeled"] > 192
+
+
+def test_examples_and_class_names_are_saved_for_the_report(tmp_path: Path) -> None:
+    from deepmimic.report import build_report
+    from deepmimic.report.examples import load_examples
+
+    results = run_pipeline(parse_config(tiny_config(tmp_path)), progress=False)
+    out = tmp_path / "run"
+    assert len(results["data"]["class_names"]) == results["data"]["test"] // 20  # blobs: 20 test images per class
+    examples = load_examples(out)
+    assert examples is not None and [s.name for s in examples.students] == ["Student-A", "Student-B"]
+    for student in examples.students:
+        both = student.both_right
+        assert (examples.labels[both] == examples.mentor_pred[both]).all() and (student.pred[both] == examples.labels[both]).all()
+        only = student.mentor_only
+        assert (examples.mentor_pred[only] == examples.labels[only]).all() and (student.pred[only] != examples.labels[only]).all()
+    written = build_report(out)
+    assert written["examples.png"].read_bytes()[:4] == b"\x89PNG"
+    assert "Where the student differs from the mentor" in written["report.md"].read_text()
+
+
+def test_one_hot_baseline_student_trains_on_true_labels_and_is_marked(tmp_path: Path) -> None:
+    raw = tiny_config(tmp_path)
+    raw["students"].append({**raw["students"][0], "name": "Student-A one-hot", "method": "supervised"})
+    results = run_pipeline(parse_config(raw), progress=False)
+    assert [s["uses_true_labels"] for s in results["students"]][-1] is True
+    assert not any(s["uses_true_labels"] for s in results["students"][:-1])
+    assert results["students"][-1]["accuracy"] > 0.8
+
+
+def test_one_hot_baseline_refuses_out_of_domain_rows(tmp_path: Path) -> None:
+    from deepmimic.errors import ConfigError
+
+    pool = make_blobs_dataset(n_per_class=30, num_classes=2, seed=9)
+    np.savez(tmp_path / "pool.npz", images=pool.images.numpy(), labels=pool.labels.numpy())
+    raw = tiny_config(tmp_path)
+    raw.setdefault("split", {})["out_of_domain"] = {"pool": str(tmp_path / "pool.npz"), "fraction": 0.2}
+    raw["students"] = [{**raw["students"][0], "name": "one-hot", "method": "supervised"}]
+    with pytest.raises(ConfigError, match="out-of-domain images that have none"):
+        run_pipeline(parse_config(raw), progress=False)

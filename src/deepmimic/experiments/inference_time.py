@@ -20,8 +20,8 @@ from deepmimic.data.batches import Normalizer
 from deepmimic.data.splits import stratified_subset
 from deepmimic.errors import ConfigError
 from deepmimic.eval.metrics import predict_probs
-from deepmimic.experiments.sweeps import LADDERS, SweepOptions
-from deepmimic.io_utils import write_json, write_text
+from deepmimic.environment import describe_environment
+from deepmimic.experiments.sweeps import LADDERS, SweepOptions, write_summary
 from deepmimic.models import count_macs, count_parameters, create_model
 
 
@@ -46,7 +46,8 @@ def time_model(model: torch.nn.Module, images: torch.Tensor, normalizer: Normali
 
 
 def run_inference_time(opts: SweepOptions, repeats: int = 5, batch_size: int = 256) -> dict[str, Any]:
-    """Time every model of ``opts.dataset``'s ladder on its test set; write summary.json / summary.md."""
+    """Time every model of ``opts.dataset``'s ladder on its test set; write the summary and its report."""
+    started = time.perf_counter()
     if opts.dataset not in LADDERS:
         raise ConfigError(f"unknown dataset '{opts.dataset}'; known: {', '.join(LADDERS)}")
     if repeats < 1:
@@ -67,27 +68,8 @@ def run_inference_time(opts: SweepOptions, repeats: int = 5, batch_size: int = 2
             row[str(device)] = {"mean_s": statistics.fmean(times), "std_s": statistics.stdev(times) if len(times) > 1 else 0.0}
         rows.append(row)
         print(f"[inference] {label}: " + ", ".join(f"{d} {row[str(d)]['mean_s']:.3f} s" for d in _devices()), flush=True)
-    summary = {"experiment": "inference-time", "dataset": opts.dataset, "test_images": len(test), "batch_size": batch_size,
-               "repeats": repeats, "threads": torch.get_num_threads(), "torch": torch.__version__, "rows": rows}
-    out = Path(opts.out) / "inference-time"
-    write_json(out / "summary.json", summary)
-    write_text(out / "summary.md", inference_table(summary) + "\n")
-    return summary
-
-
-def inference_table(summary: dict[str, Any]) -> str:
-    """Model | params | MACs | seconds per device (mean +- std) | speed-up vs the mentor."""
-    devices = [k for k in summary["rows"][0] if k in ("cpu", "cuda")]
-    header = ["Model", "Params", "MACs/image"] + [f"{d.upper()} s (mean ± std)" for d in devices] + [f"{d.upper()} speed-up" for d in devices]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    mentor = summary["rows"][0]
-    for row in summary["rows"]:
-        cells = [row["model"], f"{row['parameters']:,}", f"{row['macs']:,}"]
-        cells += [f"{row[d]['mean_s']:.3f} ± {row[d]['std_s']:.3f}" for d in devices]
-        cells += [f"{mentor[d]['mean_s'] / row[d]['mean_s']:.2f}x" for d in devices]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append(
-        f"\n{summary['test_images']} test images, batch {summary['batch_size']}, mean of {summary['repeats']} passes after one "
-        f"warm-up pass, {summary['threads']} CPU threads, torch {summary['torch']}."
-    )
-    return "\n".join(lines)
+    summary = {"experiment": "inference-time", "title": "Inference time of mentor and students (DeepMimic Table 6)",
+               "dataset": opts.dataset, "test_images": len(test), "batch_size": batch_size, "repeats": repeats,
+               "threads": torch.get_num_threads(), "torch": torch.__version__, "command": opts.command,
+               "wall_time_s": time.perf_counter() - started, "environment": describe_environment(_devices()[-1]), "rows": rows}
+    return write_summary(Path(opts.out) / "inference-time", summary)

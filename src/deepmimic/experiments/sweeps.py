@@ -8,22 +8,34 @@
 * ``out-of-domain``: students on a student set grown with out-of-domain images (Table 4).
 
 Each point of a sweep is one ordinary pipeline run (its own folder, results and report),
-repeated for every seed; the sweep writes ``summary.json`` and ``summary.md`` with the mean
-and standard deviation over seeds, as the paper averages runs.
+repeated for every seed; the sweep writes ``summary.json``, ``summary.md`` and a sweep
+report (``report.md`` / ``report.html`` with the sweep plot and the paper's numbers beside
+ours) with the mean and standard deviation over seeds, as the paper averages runs.
+
+The ladders add the paper's section 4.2 comparison: the same students trained on the same
+80% with their true one-hot labels (``--no-one-hot`` skips it). In the removal and
+out-of-domain sweeps the mentor does not change between points (same labelled split, same
+seed), so it is trained once per seed and reused.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deepmimic.config import parse_config
+from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError
+from deepmimic.experiments.paper_numbers import LADDER_TABLES, sweep_paper_row, sweep_source
 from deepmimic.io_utils import write_json, write_text
 from deepmimic.pipelines.deepmimic import run_pipeline
 from deepmimic.report import build_report
+from deepmimic.report.loading import read_results
+from deepmimic.report.sweep import summary_table
 
 # dataset name -> (data name, folder under --data-dir, preset prefix, student letters)
 LADDERS = {
@@ -50,23 +62,55 @@ class SweepOptions:
 
     data_dir: str = "../shared/data"
     out: str = "runs/reproduce"
-    epochs: int = 10  # mentor epochs; students get half (at least 1)
+    epochs: int | None = None  # mentor epochs (students get half, at least 1); None: 10, or a config's own
     subset: int | None = None  # stratified training subset
     test_subset: int | None = None
     seeds: int = 1
     dataset: str = "cifar10"  # for the sweeps (split-ratio, unbalanced-removal, out-of-domain)
+    students: str | None = None  # student letters, e.g. "ab"; default: the whole ladder, "a" for sweeps
+    one_hot: bool = True  # ladders: also train each student on the true labels of the same 80%
+    resume: bool = False  # reuse finished points, continue interrupted ones from their checkpoints
+    command: str | None = None  # the command line, recorded in the summary and reports
     data_name: str | None = None  # override the reader (e.g. "npz" for tests)
     data_root: str | None = None  # override the path (file or folder)
     pool: str | None = None  # override the out-of-domain pool path
     model_options: dict[str, Any] | None = None  # override every model's widths (tests use tiny models)
 
 
-def _base_config(opts: SweepOptions, dataset: str, name: str, seed: int, out: Path, letters: str) -> dict[str, Any]:
+DEFAULT_EPOCHS = 10
+TITLES = {
+    "ladder": "Mentor and students (DeepMimic Tables 1, 2, 5)",
+    "split-ratio": "Accuracy against the labelled/unlabelled split ratio (DeepMimic Fig. 1)",
+    "unbalanced-removal": "Students on an unbalanced student set, by removal (DeepMimic Table 3)",
+    "out-of-domain": "Students on a student set grown with out-of-domain images (DeepMimic Table 4)",
+}
+X_LABELS = {"split-ratio": "labelled fraction (mentor share)", "unbalanced-removal": "removal ratio bound",
+            "out-of-domain": "out-of-domain images added (fraction of the student set)"}
+
+
+def _letters(experiment: str, dataset: str, opts: SweepOptions) -> str:
+    ladder = LADDERS[dataset][3]
+    letters = opts.students or (ladder if experiment.startswith("ladder-") else "a")
+    unknown = sorted(set(letters) - set(ladder))
+    if unknown:
+        raise ConfigError(f"--students: {dataset} has students {', '.join(ladder.upper())}, not {', '.join(unknown).upper()}")
+    return letters
+
+
+def _base_config(opts: SweepOptions, dataset: str, name: str, seed: int, out: Path, letters: str, one_hot: bool) -> dict[str, Any]:
     data_name, folder, prefix, _ = LADDERS[dataset]
-    mentor_epochs = opts.epochs
-    student_epochs = max(1, opts.epochs // 2)
+    mentor_epochs = opts.epochs or DEFAULT_EPOCHS
+    student_epochs = max(1, mentor_epochs // 2)
     model_options = opts.model_options or {}
     augment = "crop-flip" if dataset == "cifar10" else "none"
+
+    def student(letter: str, suffix: str, method: str) -> dict[str, Any]:
+        return {"name": f"Student-{letter.upper()}{suffix}", "model": f"{prefix}-student-{letter}", "method": method,
+                "model_options": model_options, "train": {"epochs": student_epochs}}
+
+    students = [student(c, "", "soft_label") for c in letters]
+    if one_hot:  # section 4.2: the same students on the same 80%, with true one-hot labels
+        students += [student(c, " one-hot", "supervised") for c in letters]
     return {
         "name": name,
         "output_dir": str(out),
@@ -80,88 +124,145 @@ def _base_config(opts: SweepOptions, dataset: str, name: str, seed: int, out: Pa
         "train": {"batch_size": 64, "schedule": "cosine", "seed": seed, "augment": augment, **OPTIMIZERS[dataset]},
         "mentor": {"name": "Mentor", "model": f"{prefix}-mentor", "method": "supervised",
                    "model_options": model_options, "train": {"epochs": mentor_epochs}},
-        "students": [
-            {"name": f"Student-{c.upper()}", "model": f"{prefix}-student-{c}", "model_options": model_options,
-             "train": {"epochs": student_epochs}}
-            for c in letters
-        ],
+        "students": students,
     }
 
 
-def _points(experiment: str, opts: SweepOptions) -> tuple[str, list[tuple[str, Any]]]:
-    """(dataset, [(point label, config changes)]) for an experiment."""
-    if experiment not in EXPERIMENTS:
-        raise ConfigError(f"unknown experiment '{experiment}'; known: {', '.join(EXPERIMENTS)}")
-    if experiment.startswith("ladder-"):
-        return experiment.removeprefix("ladder-"), [("ladder", {})]
+def _points(experiment: str, opts: SweepOptions) -> tuple[str, list[tuple[str, float | None, dict[str, Any]]]]:
+    """(dataset, [(point label, x value, split changes)]) for an experiment."""
+    if experiment.startswith("ladder-") and experiment in EXPERIMENTS:
+        return experiment.removeprefix("ladder-"), [("ladder", None, {})]
     if experiment == "split-ratio":
-        return opts.dataset, [(f"ratio {r:.0%}", {"labeled_fraction": r}) for r in RATIOS]
+        return opts.dataset, [(f"ratio {r:.0%}", r, {"labeled_fraction": r}) for r in RATIOS]
     if experiment == "unbalanced-removal":
-        return opts.dataset, [(f"bound {b:.0%}", {"removal_ratio_bound": b}) for b in REMOVAL_BOUNDS]
+        return opts.dataset, [(f"bound {b:.0%}", b, {"removal_ratio_bound": b}) for b in REMOVAL_BOUNDS]
     if experiment == "out-of-domain":
         pool = opts.pool or str(Path(opts.data_dir) / OOD_POOL)
-        return opts.dataset, [(f"ood {f:.0%}", {"out_of_domain": {"pool": pool, "fraction": f}}) for f in OOD_FRACTIONS]
+        return opts.dataset, [(f"ood {f:.0%}", f, {"out_of_domain": {"pool": pool, "fraction": f}}) for f in OOD_FRACTIONS]
     raise ConfigError(f"unknown experiment '{experiment}'; known: {', '.join(EXPERIMENTS)}")
 
 
 def run_experiment(experiment: str, opts: SweepOptions, progress: bool | None = None) -> dict[str, Any]:
-    """Run every point x seed of ``experiment``; write and return the summary."""
+    """Run every point x seed of ``experiment``; write and return the summary (and its report)."""
+    if opts.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {opts.seeds}")
+    if opts.epochs is not None and opts.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {opts.epochs}")
     if experiment == "inference-time":
         from deepmimic.experiments.inference_time import run_inference_time  # noqa: PLC0415 (it imports this module)
 
         return run_inference_time(opts)
+    if experiment in CONFIG_EXPERIMENTS:
+        from deepmimic.experiments.config_runs import run_config_experiment  # noqa: PLC0415 (it imports this module)
+
+        return run_config_experiment(experiment, opts, progress)
+    started = time.perf_counter()
     dataset, points = _points(experiment, opts)
     if dataset not in LADDERS:
         raise ConfigError(f"unknown dataset '{dataset}' for {experiment}; known: {', '.join(LADDERS)}")
-    letters = LADDERS[dataset][3] if experiment.startswith("ladder-") else "a"
-    if opts.seeds < 1:
-        raise ConfigError(f"--seeds must be >= 1, got {opts.seeds}")
+    ladder = experiment.startswith("ladder-")
+    letters = _letters(experiment, dataset, opts)
     out = Path(opts.out) / experiment
+    reuse_mentor = experiment in ("unbalanced-removal", "out-of-domain")
+    trained_mentors: dict[int, Path] = {}  # seed -> the mentor folder of the first point
     rows: list[dict[str, Any]] = []
-    for label, changes in points:
-        per_seed: list[dict[str, Any]] = []
+    for label, value, changes in points:
+        runs: list[tuple[Path, dict[str, Any]]] = []
         for seed in range(opts.seeds):
             run_dir = out / label.replace(" ", "-").replace("%", "pct") / f"seed-{seed}"
-            raw = _base_config(opts, dataset, f"{experiment} {label} seed {seed}", seed, run_dir, letters)
+            raw = _base_config(opts, dataset, f"{experiment} {label} seed {seed}", seed, run_dir, letters, ladder and opts.one_hot)
             raw["split"].update(changes)
-            per_seed.append(run_pipeline(parse_config(raw, source=f"{experiment} {label}"), progress=progress))
-            build_report(run_dir)
-        rows.append(_summarise(label, per_seed))
-    summary = {"experiment": experiment, "dataset": dataset, "seeds": opts.seeds, "epochs": opts.epochs,
-               "subset": opts.subset, "rows": rows}
+            if ladder:
+                raw["paper"] = LADDER_TABLES[dataset]
+            runs.append((run_dir, _run_point(raw, run_dir, trained_mentors.get(seed) if reuse_mentor else None, opts, progress,
+                                             f"{label}, seed {seed}")))
+            trained_mentors.setdefault(seed, run_dir / "mentor")
+        paper = LADDER_TABLES[dataset]["accuracy"] if ladder else sweep_paper_row(experiment, dataset, value or 0.0)
+        rows.append(_summarise(label, value, runs, out, paper))
+    paper_source = LADDER_TABLES[dataset]["source"] if ladder else sweep_source(experiment, dataset)
+    notes = []
+    if reuse_mentor:
+        notes.append("The mentor does not change between points (same labelled split and seed): it was trained once per "
+                     "seed at the first point and reused at the others.")
+    if ladder and opts.one_hot:
+        notes.append("'one-hot' rows: the same student architecture trained on the same student images with their true "
+                     "labels (the paper's section 4.2 comparison); they are baselines, not DeepMimic students.")
+    summary = {
+        "experiment": experiment, "title": TITLES["ladder" if ladder else experiment], "dataset": dataset,
+        "x_label": X_LABELS.get(experiment), "seeds": opts.seeds, "epochs": opts.epochs or DEFAULT_EPOCHS,
+        "student_epochs": max(1, (opts.epochs or DEFAULT_EPOCHS) // 2), "subset": opts.subset,
+        "test_subset": opts.test_subset, "students": [f"Student-{c.upper()}" for c in letters],
+        "command": opts.command, "wall_time_s": time.perf_counter() - started,
+        "environment": describe_environment(), "paper_source": paper_source, "notes": notes, "rows": rows,
+    }
+    return write_summary(out, summary)
+
+
+def write_summary(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
+    """Write summary.json, summary.md and the sweep report into ``out``; returns ``summary``."""
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", summary_table(summary) + "\n")
+    build_report(out)
     return summary
 
 
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def _run_point(raw: dict[str, Any], run_dir: Path, mentor_from: Path | None, opts: SweepOptions,
+               progress: bool | None, where: str) -> dict[str, Any]:
+    """One pipeline run of a sweep; a finished run is read back when resuming."""
+    if opts.resume and (run_dir / "results.json").exists():
+        print(f"[reproduce] {where}: finished earlier, reading {run_dir / 'results.json'}", flush=True)
+        return read_results(run_dir / "results.json")
+    resume = opts.resume
+    if mentor_from is not None and not (run_dir / "mentor" / "checkpoint.pt").exists():
+        # The trainer's resume sees a finished mentor and loads it instead of training again.
+        shutil.copytree(mentor_from, run_dir / "mentor", dirs_exist_ok=True)
+        resume = True
+    command = f"{opts.command}  # {where}" if opts.command else None
+    config = parse_config(raw, source=raw["name"])
+    if config.pipeline == "feed":
+        from deepmimic.pipelines.feed import run_feed  # noqa: PLC0415 (only the FEED tables need it)
+
+        results = run_feed(config, resume=resume, progress=progress, command=command)
+    else:
+        results = run_pipeline(config, resume=resume, progress=progress, command=command)
+    build_report(run_dir)
+    return results
 
 
-def _summarise(label: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
-    row: dict[str, Any] = {"point": label, "unlabeled": runs[0]["data"]["unlabeled"],
-                           "mentor": _mean_std([r["mentor"]["accuracy"] for r in runs])}
-    for i, student in enumerate(runs[0]["students"]):
-        row[student["name"]] = _mean_std([r["students"][i]["accuracy"] for r in runs])
-        row[f"{student['name']} relative"] = _mean_std([r["students"][i]["relative_accuracy"] for r in runs])
-    return row
+def _mean_std(values: list[float]) -> list[float]:
+    return [statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0]
 
 
-def summary_table(summary: dict[str, Any]) -> str:
-    """Point | student images | Mentor | each student (mean +- std over seeds, %)."""
-    rows = summary["rows"]
-    models = [k for k in rows[0] if k not in ("point", "unlabeled")]
-    header = ["Point", "Student images"] + [m.replace("mentor", "Mentor") for m in models]
-    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
-    for row in rows:
-        cells = [row["point"], str(row["unlabeled"])]
-        cells += [f"{100 * row[m][0]:.2f} ± {100 * row[m][1]:.2f}" for m in models]
-        lines.append("| " + " | ".join(cells) + " |")
-    lines.append(f"\n{summary['seeds']} seed(s) per point; accuracy in %, mean ± standard deviation over seeds.")
-    return "\n".join(lines)
+def run_accuracies(results: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """(accuracy by model name, relative accuracy by student name) of a DeepMimic or FEED run."""
+    if "rows" in results:  # FEED
+        return {r["name"]: r["accuracy"] for r in results["rows"]}, {}
+    accuracy = {results["mentor"]["name"]: results["mentor"]["accuracy"]}
+    accuracy.update({s["name"]: s["accuracy"] for s in results["students"]})
+    return accuracy, {s["name"]: s["relative_accuracy"] for s in results["students"]}
+
+
+def _summarise(label: str, value: float | None, runs: list[tuple[Path, dict[str, Any]]], out: Path,
+               paper: dict[str, float] | None) -> dict[str, Any]:
+    """Mean and standard deviation over seeds of every model's accuracy at one point."""
+    per_run = [run_accuracies(results) for _, results in runs]
+    names = list(per_run[0][0])
+    relative_names = list(per_run[0][1])
+    first = runs[0][1]
+    return {
+        "point": label,
+        "value": value,
+        "unlabeled": (first.get("data") or {}).get("unlabeled"),
+        "runs": [str(run_dir.relative_to(out)) for run_dir, _ in runs],
+        "run_wall_time_s": [float(results.get("wall_time_s", 0.0)) for _, results in runs],
+        "accuracy": {n: _mean_std([acc[n] for acc, _ in per_run]) for n in names},
+        "relative": {n: _mean_std([rel[n] for _, rel in per_run]) for n in relative_names},
+        "paper": paper,
+    }
 
 
 EXPERIMENTS = (
     "ladder-mnist", "ladder-cifar10", "ladder-tinyimagenet", "split-ratio", "unbalanced-removal", "out-of-domain",
-    "inference-time",
+    "inference-time", "imitation-table", "feed-tables",
 )
+CONFIG_EXPERIMENTS = ("imitation-table", "feed-tables")

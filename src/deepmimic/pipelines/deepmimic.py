@@ -8,7 +8,6 @@ evaluate mentor and students on the real test set -> results.json and table.md.
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +29,16 @@ from deepmimic.data.splits import (
     stratified_subset,
 )
 from deepmimic.engine.optim import resolve_device
+from deepmimic.environment import describe_environment
 from deepmimic.engine.trainer import fit
+from deepmimic.eval.examples import EXAMPLES_FILE, pick_examples, save_examples
 from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
 from deepmimic.io_utils import slugify, write_json, write_text
 from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
 from deepmimic.pipelines.results_table import results_table
 from deepmimic.pipelines.soft_label_cache import cached_soft_labels, soft_label_key
-from deepmimic.errors import TeacherError
+from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.methods.base import Method
 from deepmimic.teachers.cached import CachedTeacher
 from deepmimic.teachers.labeling import label_images
@@ -155,6 +156,7 @@ def run_pipeline(
             "test": len(test),
             "train_subset": config.data.train_subset,
             "test_subset": config.data.test_subset,
+            "class_names": list(test.class_names),
             "normalizer": data.normalizer.to_dict(),
         },
         "mentor": {
@@ -168,14 +170,18 @@ def run_pipeline(
         "students": [],
     }
 
-    # 3. Students: soft labels only; labels never enter this training set.
+    # 3. Students: soft labels only; labels never enter this training set, except for a
+    # student whose method asks for them: the paper's one-hot baseline on the same 80%.
+    picked: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
     for stage in config.students:
         student = _build(stage, data)
         student_info = _model_info(stage, student, test.in_shape)
         method = _student_method(stage, student, cached_teacher, teacher)
+        uses_labels = method.labels_required()
+        train_set = _one_hot_baseline_set(stage, data.student_images) if uses_labels else student_set
         t0 = time.perf_counter()
         fit(
-            method, student_set, data.normalizer, stage.train,
+            method, train_set, data.normalizer, stage.train,
             test=test, run_dir=out / "students" / slugify(stage.name), resume=resume, label=stage.name, progress=progress,
         )
         train_time = time.perf_counter() - t0
@@ -186,26 +192,40 @@ def run_pipeline(
                 **ev.summary(),
                 "relative_accuracy": relative_accuracy(ev.accuracy, mentor_eval.accuracy),
                 "agreement": agreement(ev.predictions, mentor_eval.predictions),
+                "uses_true_labels": uses_labels,
                 "train_time_s": train_time,
                 "epochs": stage.train.epochs,
                 "confusion": confusion_matrix(test.labels, ev.predictions, test.num_classes).tolist(),
             }
         )
+        if not uses_labels:
+            picked[stage.name] = (ev.predictions, pick_examples(test.labels, mentor_eval.predictions, ev.predictions, seed=config.split.seed))
 
+    if picked:  # DeepMimic Figs. 6 and 7: images both got right / only the mentor got right
+        save_examples(out / EXAMPLES_FILE, test.images, test.labels, mentor_eval.predictions, picked)
     results["wall_time_s"] = time.perf_counter() - started
-    results["environment"] = {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "device": str(device),
-        "threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-    }
+    results["environment"] = describe_environment(device)
     if config.paper is not None:
         results["paper"] = config.paper.model_dump()
     write_json(out / "results.json", results)
     table = results_table(results)
     write_text(out / "table.md", table + "\n")
     return results
+
+
+def _one_hot_baseline_set(stage: ModelStage, student_images: UnlabeledImages) -> TrainingSet:
+    """The student images with their true labels: the paper's one-hot comparison (section 4.2).
+
+    Only for a student whose method needs labels (e.g. ``supervised``); such a student is
+    a baseline, not a DeepMimic student, and results.json marks it ``uses_true_labels``.
+    """
+    labels = student_images.reveal_labels_for_analysis()
+    if (labels < 0).any():
+        raise ConfigError(
+            f"student '{stage.name}': method '{stage.method}' trains on true labels, but the student set "
+            "holds out-of-domain images that have none"
+        )
+    return TrainingSet(student_images.images, {"labels": labels}, name=f"{stage.name} (true labels)")
 
 
 def _student_method(stage: ModelStage, student: torch.nn.Module, cached: CachedTeacher, online: ModuleTeacher) -> Method:

@@ -13,7 +13,6 @@ table.md report test error per model in the shape of the paper's tables.
 
 from __future__ import annotations
 
-import platform
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from deepmimic.data import load_dataset
 from deepmimic.data.batches import Normalizer, TrainingSet
 from deepmimic.data.splits import stratified_subset
 from deepmimic.engine.optim import resolve_device
+from deepmimic.environment import describe_environment
 from deepmimic.engine.trainer import fit
 from deepmimic.eval.metrics import agreement, evaluate, predict_probs
 from deepmimic.io_utils import slugify, write_json, write_text
@@ -99,7 +99,7 @@ def run_feed(
     results = {
         "name": config.name, "command": command, "model": config.model, "data": {"name": config.data.name, "train": len(train), "test": len(test)},
         "rows": rows, "wall_time_s": time.perf_counter() - started,
-        "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(device), "threads": torch.get_num_threads()},
+        "environment": describe_environment(device),
         "agreement_scratch0_vs_ensemble": agreement(probs.argmax(1), predict_probs(scratch[0], test.images, normalizer, device).argmax(1)),
     }
     if config.paper is not None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepmimic.io_utils import atomic_open, write_text
+from deepmimic.report.examples import examples_png, load_examples
 from deepmimic.report.html import render_html
 from deepmimic.report.loading import load_run
-from deepmimic.report.markdown import render_markdown, report_blocks
+from deepmimic.report.markdown import Block, render_markdown, report_blocks
 from deepmimic.report.plots import accuracy_png, confusion_png, curves_png
+from deepmimic.report.sweep import SUMMARY_FILE, read_summary, sweep_blocks, sweep_png
 
 
 def _write_bytes(path: Path, payload: bytes) -> None:
@@ -21,27 +23,46 @@ def build_report(run_dir: str | Path) -> dict[str, Path]:
 
     Reads only saved files (results.json, config.yaml, metrics.jsonl), draws
     ``accuracy.png`` (ours beside the paper's numbers), ``curves.png`` (DeepMimic paper
-    Figs. 2, 4, 5) and ``confusion.png`` (Fig. 3) when there is something to draw, then
+    Figs. 2, 4, 5), ``confusion.png`` (Fig. 3) and ``examples.png`` (Figs. 6, 7) when there is something to draw, then
     writes ``report.md`` (linking the PNGs) and a self-contained ``report.html``
     (PNGs embedded). Every file is written atomically; rebuilding gives identical files.
     Keys of the returned dict are the file names. Raises
     :class:`deepmimic.errors.DataError` / :class:`deepmimic.errors.ConfigError` for an
     unreadable run directory.
     """
+    if not (Path(run_dir) / "results.json").exists() and (Path(run_dir) / SUMMARY_FILE).exists():
+        return build_sweep_report(run_dir)
     run = load_run(run_dir)
     drawn = {
         "accuracy.png": accuracy_png(run.models, run.paper.get("accuracy"), str(run.paper.get("source") or "")),
         "curves.png": curves_png(run.models),
-        "confusion.png": confusion_png(run.models),
+        "confusion.png": confusion_png(run.models, run.class_names),
+        "examples.png": examples_png(load_examples(run.run_dir), run.class_names),
     }
     images = {name: png for name, png in drawn.items() if png is not None}
-    blocks = report_blocks(run, list(images))
+    return _write_report(run.run_dir, images, report_blocks(run, list(images)))
+
+
+def _write_report(folder: Path, images: dict[str, bytes], blocks: list[Block]) -> dict[str, Path]:
+    """Write the PNGs, report.md and the self-contained report.html into ``folder``."""
     written: dict[str, Path] = {}
     for name, png in images.items():
-        _write_bytes(run.run_dir / name, png)
-        written[name] = run.run_dir / name
-    write_text(run.run_dir / "report.md", render_markdown(blocks))
-    written["report.md"] = run.run_dir / "report.md"
-    write_text(run.run_dir / "report.html", render_html(blocks, images))
-    written["report.html"] = run.run_dir / "report.html"
+        _write_bytes(folder / name, png)
+        written[name] = folder / name
+    write_text(folder / "report.md", render_markdown(blocks))
+    written["report.md"] = folder / "report.md"
+    write_text(folder / "report.html", render_html(blocks, images))
+    written["report.html"] = folder / "report.html"
     return written
+
+
+def build_sweep_report(out: str | Path) -> dict[str, Path]:
+    """Write ``sweep.png``, ``report.md`` and ``report.html`` of a ``deepmimic reproduce`` folder.
+
+    Reads only ``summary.json`` (see :mod:`deepmimic.report.sweep`); atomic, reproducible.
+    """
+    out = Path(out)
+    summary = read_summary(out)
+    png = sweep_png(summary)
+    images = {"sweep.png": png} if png is not None else {}
+    return _write_report(out, images, sweep_blocks(summary, "sweep.png" if png is not None else None))

@@ -61,6 +61,12 @@ class RunData:
         return str(self.results.get("name") or self.run_dir.name)
 
     @property
+    def class_names(self) -> tuple[str, ...]:
+        """Class names recorded in results.json (``data.class_names``), or ``()``."""
+        names = (self.results.get("data") or {}).get("class_names")
+        return tuple(str(n) for n in names) if isinstance(names, list) else ()
+
+    @property
     def paper(self) -> dict[str, Any]:
         """The paper's reference numbers (``source``, ``accuracy``, ``relative_accuracy``), or ``{}``."""
         paper = self.results.get("paper")

@@ -65,6 +65,12 @@ FIGURES = {  # file -> (alt text, caption)
         "Confusion matrices on the test set, rows = true class, columns = predicted class, shaded by the share "
         "of the true class with small shares emphasised so shared mistakes stand out (as in the DeepMimic paper, Fig. 3).",
     ),
+    "examples.png": (
+        "Test images both got right, and images only the mentor got right",
+        "Per student: test images the mentor and the student both classified correctly (as in the DeepMimic paper, "
+        "Fig. 6), and images the mentor got right but the student got wrong, with the student's answer after the "
+        "arrow (Fig. 7). Drawn at random from the test set with the run's seed.",
+    ),
 }
 
 
@@ -157,12 +163,17 @@ def _headline(run: RunData) -> str:
         return text
     mentor = run.models[0]
     text = f"The mentor reached **{pct(mentor.summary.get('accuracy'))}** test accuracy on `{data}`."
-    students = [m for m in run.models[1:] if _num(m.summary.get("accuracy")) is not None]
+    scored = [m for m in run.models[1:] if _num(m.summary.get("accuracy")) is not None]
+    students = [m for m in scored if not m.summary.get("uses_true_labels")]
+    baselines = [m for m in scored if m.summary.get("uses_true_labels")]
     if students:
         best = max(students, key=lambda m: float(m.summary["accuracy"]))
         text += (f" Best student: **{best.name}** at {pct(best.summary['accuracy'])} "
                  f"({pct(best.summary.get('relative_accuracy'))} of the mentor), agreeing with the mentor "
                  f"on {pct(best.summary.get('agreement'))} of test images, trained on soft labels only.")
+    if baselines:
+        text += (" For comparison, " + ", ".join(f"{m.name} reached {pct(m.summary['accuracy'])}" for m in baselines)
+                 + " trained on the same student images with their true one-hot labels (the paper's section 4.2 comparison).")
     return text
 
 
@@ -185,7 +196,8 @@ def _deepmimic_table(run: RunData) -> Table:
     rows = []
     for model in run.models:
         s = model.summary
-        row = [_cell(model.name), f"`{_cell(str(s.get('architecture', s.get('model', '-'))))}`", _cell(str(s.get("method", "-"))),
+        method = str(s.get("method", "-")) + (" (true labels)" if s.get("uses_true_labels") else "")
+        row = [_cell(model.name), f"`{_cell(str(s.get('architecture', s.get('model', '-'))))}`", _cell(method),
                count(s.get("parameters")), count(s.get("macs")), pct(s.get("accuracy"))]
         if has_paper:
             row += [_paper_pct(paper_acc.get(model.name)), _delta(s.get("accuracy"), paper_acc.get(model.name))]
@@ -270,13 +282,18 @@ def _data_items(run: RunData) -> list[str]:
     return items
 
 
-def _environment_items(run: RunData) -> list[str]:
-    env = run.results.get("environment") or {}
+def environment_items(env: dict[str, Any], wall_time_s: Any) -> list[str]:
+    """Bullets naming the device, threads, software versions and the wall time."""
     items = [f"{label}: `{_cell(str(env[key]))}`" for key, label in
-             (("device", "Device"), ("threads", "CPU threads"), ("python", "Python"), ("torch", "PyTorch"), ("platform", "Platform"))
+             (("device", "Device"), ("gpu", "GPU"), ("cpus", "CPU cores"), ("threads", "CPU threads"), ("python", "Python"),
+              ("torch", "PyTorch"), ("platform", "Platform"))
              if key in env]
-    items.append(f"Wall time: {duration(run.results.get('wall_time_s'))}.")
+    items.append(f"Wall time: {duration(wall_time_s)}.")
     return items
+
+
+def _environment_items(run: RunData) -> list[str]:
+    return environment_items(run.results.get("environment") or {}, run.results.get("wall_time_s"))
 
 
 def report_blocks(run: RunData, figures: Sequence[str]) -> list[Block]:
@@ -304,6 +321,8 @@ def report_blocks(run: RunData, figures: Sequence[str]) -> list[Block]:
 
     if "confusion.png" in figures:
         blocks += [Heading("Confusion matrices"), _image("confusion.png")]
+    if "examples.png" in figures:
+        blocks += [Heading("Where the student differs from the mentor"), _image("examples.png")]
 
     blocks.append(Heading("What ran"))
     command = run.results.get("command")

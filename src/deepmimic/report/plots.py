@@ -112,13 +112,14 @@ def _matrix(model: ModelRun) -> np.ndarray | None:
     return matrix
 
 
-def confusion_png(models: Sequence[ModelRun]) -> bytes | None:
+def confusion_png(models: Sequence[ModelRun], class_names: Sequence[str] = ()) -> bytes | None:
     """Confusion matrices side by side, rows = true class, columns = predicted class.
 
     Reproduces the DeepMimic paper's Fig. 3 (Mentor beside Student-A on CIFAR-10) for
     every model of the run. Cells are shaded by the share of their true class, so
     mistakes stand out even with unbalanced test sets; counts are written in the
-    cells when there are at most 12 classes. Returns ``None`` when no model has a
+    cells when there are at most 12 classes, and ticks carry ``class_names`` when they
+    fit. Returns ``None`` when no model has a
     confusion matrix (FEED runs).
     """
     panels = [(m, mat) for m in models if (mat := _matrix(m)) is not None]
@@ -142,7 +143,10 @@ def confusion_png(models: Sequence[ModelRun]) -> bytes | None:
         ax.set_title(model.name + subtitle, fontsize=11)
         ax.set_xlabel("predicted class")
         ax.set_ylabel("true class")
-        if k <= 20:
+        if k <= ANNOTATE_MAX_CLASSES and len(class_names) == k:
+            ax.set_xticks(range(k), [n[:10] for n in class_names], rotation=90, fontsize=8)
+            ax.set_yticks(range(k), [n[:10] for n in class_names], fontsize=8)
+        elif k <= 20:
             ax.set_xticks(range(k))
             ax.set_yticks(range(k))
         else:

@@ -1,0 +1,115 @@
+"""Experiments that are one shipped config run per seed: the imitation game's and FEED's tables.
+
+* ``imitation-table``: the imitation game, Table 1 (Rec, Rec+Der, Adv, All) beside KD and
+  DeepMimic soft labels, from ``imitation-cifar10.yaml`` (``--dataset mnist``:
+  ``imitation-mnist.yaml``).
+* ``feed-tables``: FEED Tables 1, 2, 4 (scratch, ensemble, KD, pFEED, sFEED) from
+  ``feed-cifar10.yaml``.
+
+``deepmimic reproduce`` options adjust the shipped config: ``--data-dir`` replaces its
+``../shared/data`` prefix, ``--subset`` / ``--test-subset`` the data sizes, ``--epochs`` the
+schedule (mentor/teacher ``N``, DeepMimic students ``N // 2``; FEED: every model ``N``), and
+each seed ``s`` shifts every seed of the config by ``s``. Each seed is a full run with its
+report; the summary gives mean +- std over seeds.
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deepmimic.environment import describe_environment
+from deepmimic.errors import ConfigError
+from deepmimic.experiments.sweeps import SweepOptions, _run_point, _summarise, write_summary
+
+SHARED_DATA = "../shared/data"
+BUILTIN = "deepmimic.builtin_configs"
+# experiment -> dataset -> shipped config name
+CONFIGS: dict[str, dict[str, str]] = {
+    "imitation-table": {"cifar10": "imitation-cifar10", "mnist": "imitation-mnist"},
+    "feed-tables": {"cifar10": "feed-cifar10"},
+}
+TITLES = {
+    "imitation-table": "Imitation game, Table 1: Rec, Rec+Der, Adv, All, beside KD and soft labels",
+    "feed-tables": "FEED, Tables 1, 2, 4: scratch, ensemble, KD, pFEED, sFEED",
+}
+
+
+def builtin_config_path(experiment: str, dataset: str) -> Path:
+    """The shipped YAML of ``experiment`` on ``dataset``."""
+    by_dataset = CONFIGS[experiment]
+    if dataset not in by_dataset:
+        raise ConfigError(f"{experiment} is defined for --dataset {', '.join(by_dataset)}, not '{dataset}'")
+    return Path(str(resources.files(BUILTIN).joinpath(f"{by_dataset[dataset]}.yaml")))
+
+
+def _adjusted(raw: dict[str, Any], opts: SweepOptions, seed: int, run_dir: Path) -> dict[str, Any]:
+    """The shipped config with the command line's data, size, schedule and seed applied."""
+    raw = dict(raw)
+    raw["output_dir"] = str(run_dir)
+    raw["name"] = f"{raw.get('name', 'run')} seed {seed}"
+    data = dict(raw.get("data") or {})
+    root = str(data.get("root") or "")
+    if opts.data_root:
+        data["root"] = opts.data_root
+    elif root.startswith(SHARED_DATA):
+        data["root"] = str(Path(opts.data_dir) / root[len(SHARED_DATA):].lstrip("/"))
+    if opts.data_name:
+        data["name"] = opts.data_name
+    for key, value in (("train_subset", opts.subset), ("test_subset", opts.test_subset)):
+        if value is not None:
+            data[key] = value
+    raw["data"] = data
+    train = dict(raw.get("train") or {})
+    train["seed"] = int(train.get("seed", 0)) + seed
+    if raw.get("pipeline") == "feed":
+        if opts.epochs is not None:
+            train["epochs"] = opts.epochs
+        raw["scratch_seeds"] = [int(s) + seed * len(raw.get("scratch_seeds", [0])) for s in raw.get("scratch_seeds", [0, 1, 2])]
+        raw["student_seed"] = int(raw.get("student_seed", 100)) + seed
+    else:
+        raw["split"] = {**(raw.get("split") or {}), "seed": int((raw.get("split") or {}).get("seed", 0)) + seed}
+        stages = [("mentor", raw["mentor"])] + [("student", s) for s in raw["students"]]
+        for role, stage in stages:
+            stage_train = dict(stage.get("train") or {})
+            if opts.epochs is not None:
+                stage_train["epochs"] = opts.epochs if role == "mentor" else max(1, opts.epochs // 2)
+            if "seed" in stage_train:
+                stage_train["seed"] = int(stage_train["seed"]) + seed
+            stage["train"] = stage_train
+            if opts.model_options:
+                stage["model_options"] = {**(stage.get("model_options") or {}), **opts.model_options}
+    if opts.model_options and raw.get("pipeline") == "feed":
+        raw["model_options"] = {**(raw.get("model_options") or {}), **opts.model_options}
+    raw["train"] = train
+    return raw
+
+
+def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | None = None) -> dict[str, Any]:
+    """Run the shipped config of ``experiment`` once per seed; write the summary and its report."""
+    started = time.perf_counter()
+    path = builtin_config_path(experiment, opts.dataset)
+    shipped = yaml.safe_load(path.read_text(encoding="utf-8"))
+    out = Path(opts.out) / experiment
+    runs: list[tuple[Path, dict[str, Any]]] = []
+    for seed in range(opts.seeds):
+        run_dir = out / f"seed-{seed}"
+        raw = _adjusted(yaml.safe_load(yaml.safe_dump(shipped)), opts, seed, run_dir)  # a deep copy per seed
+        runs.append((run_dir, _run_point(raw, run_dir, None, opts, progress, f"seed {seed}")))
+    paper = shipped.get("paper") or {}
+    row = _summarise(shipped.get("name", experiment), None, runs, out, paper.get("accuracy") or None)
+    shipped_data = shipped.get("data") or {}
+    summary = {
+        "experiment": experiment, "title": TITLES[experiment], "dataset": opts.dataset, "x_label": None,
+        "seeds": opts.seeds, "epochs": opts.epochs, "subset": opts.subset or shipped_data.get("train_subset"),
+        "test_subset": opts.test_subset or shipped_data.get("test_subset"), "students": list(row["accuracy"]),
+        "config": path.name,
+        "command": opts.command, "wall_time_s": time.perf_counter() - started, "environment": describe_environment(),
+        "paper_source": paper.get("source"), "notes": [f"Shipped config `{path.name}` (see `configs/`), adjusted by the command's options."],
+        "rows": [row],
+    }
+    return write_summary(out, summary)

@@ -1,0 +1,81 @@
+"""imitation-table and feed-tables: a shipped config per seed, adjusted by the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from deepmimic.config import parse_config
+from deepmimic.errors import ConfigError
+from deepmimic.experiments import SweepOptions, run_experiment
+from deepmimic.experiments import config_runs
+from pipeline_configs import write_blobs_npz
+
+TINY_IMITATION = {
+    "name": "imitation-tiny",
+    "data": {"name": "npz", "root": "../shared/data/blobs.npz", "train_subset": 200},
+    "split": {"labeled_fraction": 0.3, "seed": 0},
+    "train": {"batch_size": 32, "lr": 0.01, "optimizer": "adam", "seed": 0},
+    "mentor": {"name": "Teacher", "model": "c-bn-mp-c-s", "model_options": {"conv_channels": 6}, "method": "supervised", "train": {"epochs": 9}},
+    "students": [
+        {"name": "Rec", "model": "c-bn-mp-c-s", "model_options": {"conv_channels": 4}, "method": "imitation", "train": {"epochs": 9}},
+        {"name": "KD", "model": "c-bn-mp-c-s", "model_options": {"conv_channels": 4}, "method": "kd", "train": {"epochs": 9}},
+    ],
+    "paper": {"source": "Imitation game, Table 1", "accuracy": {"Rec": 84.3}},
+}
+TINY_FEED = {
+    "pipeline": "feed", "name": "feed-tiny",
+    "data": {"name": "npz", "root": "../shared/data/blobs.npz"},
+    "model": "c-bn-mp-c-s", "model_options": {"conv_channels": 6},
+    "train": {"epochs": 9, "batch_size": 32, "lr": 0.05},
+    "scratch_seeds": [0, 1], "student_seed": 100,
+    "sfeed": {"stacks": 2, "beta": 10.0, "paraphraser_epochs": 1}, "pfeed": {"beta": 10.0},
+}
+
+
+@pytest.fixture()
+def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Replace the shipped configs by tiny ones whose data root sits under a fake ../shared/data."""
+    (tmp_path / "data").mkdir()
+    write_blobs_npz(tmp_path / "data" / "blobs.npz")
+    paths = {"imitation-table": tmp_path / "imitation.yaml", "feed-tables": tmp_path / "feed.yaml"}
+    paths["imitation-table"].write_text(yaml.safe_dump(TINY_IMITATION))
+    paths["feed-tables"].write_text(yaml.safe_dump(TINY_FEED))
+    monkeypatch.setattr(config_runs, "builtin_config_path", lambda experiment, dataset: paths[experiment])
+    return tmp_path
+
+
+def test_imitation_table_runs_each_seed_with_the_command_line_applied(shipped: Path) -> None:
+    opts = SweepOptions(data_dir=str(shipped / "data"), out=str(shipped / "out"), epochs=2, seeds=2, command="deepmimic reproduce imitation-table")
+    summary = run_experiment("imitation-table", opts)
+    out = shipped / "out" / "imitation-table"
+    row = summary["rows"][0]
+    assert list(row["accuracy"]) == ["Teacher", "Rec", "KD"] and row["paper"] == {"Rec": 84.3}
+    config = yaml.safe_load((out / "seed-1" / "config.yaml").read_text())
+    assert config["data"]["root"] == str(shipped / "data" / "blobs.npz")  # ../shared/data replaced by --data-dir
+    assert config["mentor"]["train"]["epochs"] == 2 and config["students"][0]["train"]["epochs"] == 1
+    assert config["split"]["seed"] == 1 and config["mentor"]["train"]["seed"] == 1
+    assert (out / "seed-0" / "report.html").exists() and (out / "report.html").exists()
+    report = (out / "report.md").read_text()
+    assert "Imitation game, Table 1" in report and "84.30" in report
+
+
+def test_feed_tables_runs_the_feed_pipeline(shipped: Path) -> None:
+    opts = SweepOptions(data_dir=str(shipped / "data"), out=str(shipped / "out"), epochs=1, seeds=1)
+    summary = run_experiment("feed-tables", opts)
+    names = list(summary["rows"][0]["accuracy"])
+    assert names[:3] == ["Scratch (seed 0)", "Scratch (seed 1)", "Ensemble of 2"] and "sFEED stack 2" in names
+    results = json.loads((shipped / "out" / "feed-tables" / "seed-0" / "results.json").read_text())
+    assert results["rows"][0]["name"] == "Scratch (seed 0)"
+    assert (shipped / "out" / "feed-tables" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_shipped_configs_parse_and_unknown_dataset_is_refused() -> None:
+    for experiment, datasets in config_runs.CONFIGS.items():
+        for dataset in datasets:
+            parse_config(yaml.safe_load(config_runs.builtin_config_path(experiment, dataset).read_text()))
+    with pytest.raises(ConfigError, match="feed-tables is defined for --dataset cifar10"):
+        config_runs.builtin_config_path("feed-tables", "mnist")
