@@ -181,6 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     layers.add_argument("--classes", type=int, default=None, help="number of classes (required for notation)")
     layers.set_defaults(func=_cmd_layers)
     from deepmimic.cli_serve import register as register_serve; register_serve(sub)  # noqa: E702 (serve, export)
+    from deepmimic.cli_label import register as register_label; register_label(sub)  # noqa: E702 (label)
+    from deepmimic.cli_mimic import register as register_mimic; register_mimic(sub)  # noqa: E702 (mimic)
     return parser
 
 

@@ -157,6 +157,7 @@ def run_pipeline(
             "train_subset": config.data.train_subset,
             "test_subset": config.data.test_subset,
             "class_names": list(test.class_names),
+            "in_shape": list(test.in_shape),
             "normalizer": data.normalizer.to_dict(),
         },
         "mentor": {

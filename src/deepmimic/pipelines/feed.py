@@ -97,7 +97,7 @@ def run_feed(
         )
 
     results = {
-        "name": config.name, "command": command, "model": config.model, "data": {"name": config.data.name, "train": len(train), "test": len(test)},
+        "name": config.name, "command": command, "model": config.model, "data": {"name": config.data.name, "train": len(train), "test": len(test), "in_shape": list(test.in_shape)},
         "rows": rows, "wall_time_s": time.perf_counter() - started,
         "environment": describe_environment(device),
         "agreement_scratch0_vs_ensemble": agreement(probs.argmax(1), predict_probs(scratch[0], test.images, normalizer, device).argmax(1)),

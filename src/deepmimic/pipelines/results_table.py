@@ -24,13 +24,14 @@ def results_table(results: dict[str, Any]) -> str:
         header += ["Paper accuracy", "Paper relative"]
     rows = [header, ["---"] * len(header)]
     mentor = results["mentor"]
-    models = [(mentor, None, None)] + [(s, s["relative_accuracy"], s["agreement"]) for s in results["students"]]
+    models = [(mentor, None, None)] + [(s, s.get("relative_accuracy"), s.get("agreement")) for s in results["students"]]
     for model, rel, agree in models:
+        params = model.get("parameters")  # unknown for a black-box teacher
         row = [
             model["name"],
             f"`{model['architecture']}`",
-            f"{model['parameters']:,}",
-            _pct(model["accuracy"]),
+            "-" if params is None else f"{params:,}",
+            _pct(model.get("accuracy")),
             _pct(rel),
             _pct(agree),
         ]

@@ -253,6 +253,14 @@ def _data_items(run: RunData) -> list[str]:
     items = []
     if run.kind == "feed":
         items.append(f"Data: `{data.get('name', '?')}`, {count(data.get('train'))} training images, {count(data.get('test'))} test images.")
+    elif "queries" in run.results:  # deepmimic mimic: a queried teacher, no labelled part
+        queries = run.results["queries"]
+        kind = "top-1 labels only" if run.results.get("label_only") else "soft labels"
+        items.append(f"Data: `{data.get('name', '?')}`, {count(data.get('unlabeled'))} unlabelled images labelled by the teacher "
+                     f"({kind}), {count(data.get('test'))} test images.")
+        items.append(f"Queries sent to the teacher in this session: {count(queries.get('total_sent'))} "
+                     f"(unlabelled images answered: {count((queries.get('unlabelled') or {}).get('labeled'))}"
+                     + (f", test images: {count(queries['test'].get('labeled'))}" if queries.get("test") else "") + ").")
     else:
         items.append(f"Data: `{data.get('name', '?')}`, {count(data.get('labeled'))} labelled images (mentor), "
                      f"{count(data.get('unlabeled'))} unlabelled images (students, soft labels only), {count(data.get('test'))} test images.")

@@ -1,0 +1,73 @@
+"""``deepmimic mimic``: copy a teacher you can only query into a student, in one command.
+
+    deepmimic mimic --teacher SPEC --data SPEC --student MODEL [--out DIR] [--label-only]
+                    [--budget N] [--subset N] [--epochs N] [--option KEY=VALUE ...]
+
+See :mod:`deepmimic.pipelines.mimic`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from deepmimic.errors import ConfigError
+
+
+def _cmd_mimic(args: argparse.Namespace) -> int:
+    import yaml
+
+    from deepmimic.cli_label import parse_options
+    from deepmimic.pipelines.mimic import MimicOptions, run_mimic
+    from deepmimic.pipelines.results_table import results_table
+    from deepmimic.report import build_report
+
+    if args.budget is not None and args.budget < 0:
+        raise ConfigError(f"--budget must be non-negative, got {args.budget}")
+    student_options = {}
+    for key, value in parse_options(args.student_option).items():
+        student_options[key] = yaml.safe_load(value)
+    train = {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "seed": args.seed}
+    opts = MimicOptions(
+        teacher=args.teacher, data=args.data, student=args.student, out=args.out, teacher_options=parse_options(args.option),
+        label_only=args.label_only, budget=args.budget, subset=args.subset, evaluate_test=not args.no_test,
+        student_options=student_options, train=train, command=shlex.join(["deepmimic", *args.argv]),
+    )
+    results = run_mimic(opts, progress=False if args.no_progress else None)
+    report = build_report(args.out)
+    queries = results["queries"]
+    print()
+    print(results_table(results))
+    print(f"\nqueries sent to the teacher: {queries['total_sent']} "
+          f"({queries['unlabelled']['labeled']} unlabelled images labelled"
+          + (f", {queries['test']['labeled']} test images" if queries["test"] else "") + ")")
+    print(f"results: {Path(args.out) / 'results.json'}  (wall time {results['wall_time_s']:.1f} s)")
+    print(f"report:  {report['report.html']}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``mimic`` command to the ``deepmimic`` parser's subcommands."""
+    p = sub.add_parser(
+        "mimic", help="copy a teacher you can only query (run folder, ONNX, URL, predictions file) into a student",
+        description="Label the unlabelled images through the teacher (resumable query log), train the student on the "
+        "answers, measure the teacher's and student's accuracy and agreement on the test split, write a report.",
+    )
+    p.add_argument("--teacher", required=True, metavar="SPEC", help="trained stage folder, .onnx file, http(s):// URL or .npy/.csv predictions")
+    p.add_argument("--data", required=True, metavar="SPEC", help="NAME or NAME:ROOT, e.g. mnist:../shared/data/mnist; its train split is the unlabelled set")
+    p.add_argument("--student", required=True, metavar="MODEL", help="model preset (deepmimic models) or architecture notation")
+    p.add_argument("--out", default="runs/mimic", help="output folder")
+    p.add_argument("--option", action="append", metavar="KEY=VALUE", help="teacher option, e.g. layout=nhwc (repeatable; see deepmimic label)")
+    p.add_argument("--student-option", action="append", metavar="KEY=VALUE", help="model option, e.g. conv_channels=16 (repeatable)")
+    p.add_argument("--label-only", action="store_true", help="use only the teacher's top-1 class (the defended setting)")
+    p.add_argument("--budget", type=int, default=None, help="most unlabelled images to send to the teacher")
+    p.add_argument("--subset", type=int, default=None, help="a random subset of the unlabelled images")
+    p.add_argument("--no-test", action="store_true", help="do not query the teacher on the test split")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
+    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", help="plain per-epoch lines")
+    p.set_defaults(func=_cmd_mimic)

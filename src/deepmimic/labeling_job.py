@@ -1,0 +1,118 @@
+"""Resumable, budgeted labelling of an unlabelled image set by a black-box teacher.
+
+``label_dataset`` asks the teacher only about rows that its query log does not hold yet,
+appends every answered batch to the log (fsync'ed) and, once every row has an answer,
+writes the probabilities (N, K) float32 to a ``.npy`` atomically. Killed at any point and
+run again with the same arguments, it resumes: no answered row is sent again and none is
+lost. The query budget counts the rows in the log from earlier sessions too; when it runs
+out, labelling stops cleanly, the log keeps what was answered and the summary says so.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+from deepmimic.errors import TeacherError
+from deepmimic.io_utils import atomic_path
+from deepmimic.teachers.blackbox import BudgetExhaustedError, ImageLabeler, check_images, run_labeler
+from deepmimic.teachers.query_log import QueryLog, fingerprint_images
+
+DEFAULT_BATCH_SIZE = 256
+
+
+def default_log_path(out_path: str | os.PathLike[str]) -> Path:
+    """Where the query log of ``out_path`` lives by default: ``probs.npy`` -> ``probs.npy.querylog``."""
+    return Path(f"{out_path}.querylog")
+
+
+def write_probs(path: str | os.PathLike[str], probs: torch.Tensor) -> None:
+    """Save probabilities (N, K) as a float32 ``.npy``, atomically (temp name, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, probs.detach().cpu().numpy().astype(np.float32))
+            handle.flush()
+            os.fsync(handle.fileno())
+
+
+def label_dataset(
+    teacher: ImageLabeler,
+    images: torch.Tensor,
+    out_path: str | os.PathLike[str],
+    log_path: str | os.PathLike[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool | None = None,
+    budget: int | None = None,
+    stream: TextIO | None = None,
+) -> dict[str, Any]:
+    """Label uint8 ``images`` (N, C, H, W) with ``teacher``; write probabilities (N, K) to ``out_path``.
+
+    Args:
+        teacher: any :class:`~deepmimic.teachers.blackbox.ImageLabeler`.
+        images: the unlabelled set, uint8 (N, C, H, W), in the order rows are numbered.
+        out_path: the ``.npy`` written once every row is labelled (float32 (N, K)).
+        log_path: the query log (default ``<out_path>.querylog``); reused when it exists.
+        batch_size: images per teacher call.
+        progress: None = a bar on a terminal, plain lines otherwise; True = bar; False = lines.
+        budget: the most rows the teacher may be asked about, counting rows in the log from
+            earlier sessions (default: the teacher's ``budget`` attribute, if any; None = no limit).
+        stream: where progress goes (default stderr).
+
+    Returns a summary: ``rows`` (N), ``labeled`` (rows with an answer now), ``from_log``
+    (answered in earlier sessions), ``queried`` (answered in this one), ``budget``,
+    ``budget_exhausted``, ``complete`` (every row labelled and ``out`` written), ``out``
+    (the path, or None when incomplete), ``log``, ``source``, ``num_classes``, ``seconds``.
+    """
+    start = time.monotonic()
+    check_images(images, teacher.source)
+    n, k = int(images.shape[0]), int(teacher.num_classes)
+    rows_known = getattr(teacher, "num_rows", None)
+    if isinstance(rows_known, int) and rows_known != n:
+        raise TeacherError(f"{teacher.source}: answers for {rows_known} rows but the unlabelled set has {n} images")
+    if budget is None:
+        budget = getattr(teacher, "budget", None)
+    if budget is not None and budget < 0:
+        raise TeacherError(f"the query budget must be non-negative, got {budget}")
+    out = Path(out_path)
+    log_file = Path(log_path) if log_path is not None else default_log_path(out)
+    if log_file.resolve() == out.resolve():
+        raise TeacherError(f"{out}: the query log cannot be the output file")
+
+    identity = str(getattr(teacher, "identity", teacher.source))  # what the log must have been written by
+    with QueryLog(log_file, source=identity, num_classes=k, num_rows=n, fingerprint=fingerprint_images(images)) as log:
+        from_log = log.count
+        todo = torch.nonzero(~log.answered).reshape(-1)  # (M,) rows without an answer, in order
+        allowed = todo.numel() if budget is None else max(0, min(todo.numel(), budget - from_log))
+        stopped_by_teacher = False
+        if allowed:
+            try:
+                run_labeler(teacher, images, todo[:allowed], batch_size, on_batch=log.append, progress=progress, stream=stream)
+            except BudgetExhaustedError:
+                stopped_by_teacher = True  # the teacher's own cap; what it answered is in the log
+            except TeacherError as exc:
+                if log.count == 0:
+                    raise
+                raise TeacherError(f"{exc} ({log.count} of {n} rows answered so far are kept in {log_file}; run again to resume)") from exc
+        labeled = log.count
+        complete = labeled == n
+        if complete:
+            write_probs(out, log.probs)
+    return {
+        "rows": n,
+        "labeled": labeled,
+        "from_log": from_log,
+        "queried": labeled - from_log,
+        "budget": getattr(teacher, "budget", budget) if stopped_by_teacher else budget,
+        "budget_exhausted": not complete and (stopped_by_teacher or allowed < todo.numel()),
+        "complete": complete,
+        "out": str(out) if complete else None,
+        "log": str(log_file),
+        "source": teacher.source,
+        "num_classes": k,
+        "seconds": round(time.monotonic() - start, 3),
+    }

@@ -1,0 +1,187 @@
+"""Mimic a teacher you can only query: label, train a student, compare (``deepmimic mimic``).
+
+DeepMimic paper, section 3: a student can copy a model "without even knowing its
+architecture or the labeled data used for its training", from its predictions alone.
+
+teacher spec (trained run folder, ONNX file, URL, predictions file) + unlabelled images ->
+label them once through the teacher (resumable, budgeted query log) -> train the chosen
+student on those soft labels (or top-1 only, ``label_only``) -> on the labelled test split
+(when the data has one): the teacher's and the student's accuracy and their agreement ->
+results.json, report.md / report.html.
+
+Queries: every unlabelled image once, plus every test image once (to measure agreement);
+both counts are recorded. A query budget that runs out stops labelling cleanly; the student
+then trains on the rows that were answered.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from pydantic import ValidationError
+
+from deepmimic.config import _format_validation_error
+from deepmimic.data.batches import Normalizer, TrainingSet
+from deepmimic.data.registry import load_dataset
+from deepmimic.data.spec import parse_data_spec
+from deepmimic.engine.optim import resolve_device
+from deepmimic.engine.settings import TrainSettings
+from deepmimic.engine.trainer import fit
+from deepmimic.environment import describe_environment
+from deepmimic.errors import ConfigError, TeacherError
+from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
+from deepmimic.io_utils import slugify, write_json, write_text
+from deepmimic.labeling_job import default_log_path, label_dataset
+from deepmimic.methods.registry import create_method
+from deepmimic.models import count_macs, count_parameters, create_model
+from deepmimic.teachers.cached import CachedTeacher
+from deepmimic.teachers.query_log import read_query_log
+from deepmimic.teachers.spec import open_teacher, teacher_kind
+
+
+@dataclass(frozen=True)
+class MimicOptions:
+    """What ``deepmimic mimic`` takes."""
+
+    teacher: str  # a trained run's stage folder, an .onnx file, an http(s):// URL, a .npy/.csv predictions file
+    data: str  # NAME or NAME:ROOT (see deepmimic.data.spec); its train split is the unlabelled set
+    student: str  # a model preset or architecture notation
+    out: str = "runs/mimic"
+    teacher_options: dict[str, str] = field(default_factory=dict)
+    label_only: bool = False  # the teacher returns only its top-1 class (one-hot targets)
+    budget: int | None = None  # most unlabelled images the teacher may be asked about
+    subset: int | None = None  # use a random subset of the unlabelled images (no labels involved)
+    evaluate_test: bool = True  # query the teacher on the test split too, to measure agreement
+    label_batch_size: int = 256
+    student_options: dict[str, Any] = field(default_factory=dict)
+    train: dict[str, Any] = field(default_factory=lambda: {"epochs": 10})
+    command: str | None = None
+
+
+def _answered(summary: dict[str, Any], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows (M,), probs (M, K)) the teacher has answered, read from the query log (budget case)."""
+    _, rows, probs = read_query_log(summary["log"])
+    if probs.shape[1] != num_classes:
+        raise TeacherError(f"{summary['log']}: the query log holds {probs.shape[1]} classes, expected {num_classes}")
+    order = rows.argsort()
+    return rows[order], probs[order]
+
+
+def _label(teacher: Any, images: torch.Tensor, path: Path, budget: int | None, opts: MimicOptions, what: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
+    """Label ``images`` through the teacher's query log; (answered rows, their probs, summary)."""
+    print(f"[mimic] labelling {len(images)} {what} images with {teacher.source}", flush=True)
+    summary = label_dataset(teacher, images, path, default_log_path(path), batch_size=opts.label_batch_size, budget=budget)
+    if summary["complete"]:
+        import numpy as np  # noqa: PLC0415 (only here)
+
+        probs = torch.from_numpy(np.load(path, allow_pickle=False)).float()
+        return torch.arange(len(images)), probs, summary
+    rows, probs = _answered(summary, teacher.num_classes)
+    print(f"[mimic] query budget exhausted: {summary['labeled']} of {summary['rows']} {what} images labelled", flush=True)
+    return rows, probs, summary
+
+
+def run_mimic(opts: MimicOptions, progress: bool | None = None) -> dict[str, Any]:
+    """Run the whole journey; returns the results dict also written to ``<out>/results.json``."""
+    started = time.perf_counter()
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = _settings(opts.train)
+    write_text(out / "config.yaml", yaml.safe_dump({"mimic": asdict(opts), "train": settings.model_dump(mode="json")}, sort_keys=False))
+    name, root = parse_data_spec(opts.data)
+    data = load_dataset(name, root)
+    unlabeled = data.train.images
+    if opts.subset:
+        if opts.subset > len(unlabeled):
+            raise ConfigError(f"--subset {opts.subset} is larger than the {len(unlabeled)} unlabelled images")
+        keep = torch.randperm(len(unlabeled), generator=torch.Generator().manual_seed(settings.seed))[: opts.subset].sort().values
+        unlabeled = unlabeled[keep]
+    options = dict(opts.teacher_options)
+    if opts.label_only:
+        options["label_only"] = "true"
+    teacher = open_teacher(opts.teacher, options, images=unlabeled)
+    try:
+        return _mimic(opts, teacher, data, name, unlabeled, settings, out, started, progress)
+    finally:
+        close = getattr(teacher, "close", None)  # HTTP teachers hold a connection pool
+        if callable(close):
+            close()
+
+
+def _mimic(opts: MimicOptions, teacher: Any, data: Any, name: str, unlabeled: torch.Tensor, settings: TrainSettings,
+           out: Path, started: float, progress: bool | None) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    rows, probs, train_queries = _label(teacher, unlabeled, out / "teacher-probs.npy", opts.budget, opts, "unlabelled")
+    label_time = time.perf_counter() - t0
+    if len(rows) == 0:
+        raise TeacherError("the teacher answered no image (query budget 0?); nothing to train on")
+
+    test = data.test if opts.evaluate_test and len(data.test) else None
+    teacher_pred = None
+    test_queries = None
+    if test is not None:
+        test_teacher = teacher if teacher_kind(opts.teacher) != "predictions" else None
+        if test_teacher is None:
+            print("[mimic] a predictions file answers only for the unlabelled set: no teacher accuracy or agreement", flush=True)
+        else:
+            _, test_probs, test_queries = _label(test_teacher, test.images, out / "teacher-test-probs.npy", None, opts, "test")
+            teacher_pred = test_probs.argmax(dim=1)
+
+    normalizer = Normalizer.fit(unlabeled)
+    torch.manual_seed(settings.seed)
+    student = create_model(opts.student, tuple(unlabeled.shape[1:]), teacher.num_classes, **opts.student_options)
+    # Rows the teacher answered become the training set; the cached teacher looks them up by row.
+    method = create_method("soft_label", student, CachedTeacher(probs, source=teacher.source))
+    train_set = TrainingSet(unlabeled[rows], {}, name="unlabelled")
+    stage_name = "Student"
+    t0 = time.perf_counter()
+    fit(method, train_set, normalizer, settings, test=test, run_dir=out / "students" / slugify(stage_name), label=stage_name, progress=progress)
+    train_time = time.perf_counter() - t0
+    device = resolve_device(settings.device)
+
+    in_shape = tuple(unlabeled.shape[1:])
+    student_entry: dict[str, Any] = {
+        "name": stage_name, "model": opts.student, "architecture": getattr(student, "notation", opts.student),
+        "method": "soft_label" + (" (top-1 labels only)" if opts.label_only else ""), "parameters": count_parameters(student),
+        "macs": count_macs(student, in_shape), "epochs": settings.epochs, "train_time_s": train_time, "uses_true_labels": False,
+    }
+    teacher_entry: dict[str, Any] = {"name": "Teacher", "model": opts.teacher, "architecture": f"black box ({teacher_kind(opts.teacher)})",
+                                     "method": "queried", "source": teacher.source}
+    if test is not None:
+        ev = evaluate(student, test.images, test.labels, normalizer, device)
+        student_entry.update(ev.summary(), confusion=confusion_matrix(test.labels, ev.predictions, test.num_classes).tolist())
+        if teacher_pred is not None:
+            teacher_accuracy = (teacher_pred == test.labels).float().mean().item()
+            teacher_entry.update(accuracy=teacher_accuracy,
+                                 confusion=confusion_matrix(test.labels, teacher_pred, test.num_classes).tolist())
+            student_entry.update(relative_accuracy=relative_accuracy(ev.accuracy, teacher_accuracy),
+                                 agreement=agreement(ev.predictions, teacher_pred))
+
+    results = {
+        "name": f"mimic {Path(opts.teacher).name or opts.teacher} -> {opts.student}",
+        "command": opts.command,
+        "data": {"name": name, "labeled": 0, "unlabeled": len(unlabeled), "test": len(test) if test is not None else 0,
+                 "class_names": list(data.test.class_names), "in_shape": list(in_shape), "normalizer": normalizer.to_dict()},
+        "mentor": teacher_entry,
+        "students": [student_entry],
+        "label_only": opts.label_only,
+        "queries": {"unlabelled": train_queries, "test": test_queries,
+                    "total_sent": train_queries["queried"] + (test_queries["queried"] if test_queries else 0)},
+        "soft_labels": {"key": "query log", "cached": train_queries["from_log"] > 0, "time_s": label_time},
+        "wall_time_s": time.perf_counter() - started,
+        "environment": describe_environment(device),
+    }
+    write_json(out / "results.json", results)
+    return results
+
+
+def _settings(raw: dict[str, Any]) -> TrainSettings:
+    try:
+        return TrainSettings(**raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_validation_error(exc, "training settings")) from None

@@ -1,0 +1,252 @@
+"""An append-only on-disk log of a black-box teacher's answers, keyed by row index.
+
+Labelling an unlabelled set through a paid or rate-limited service can take hours, and a
+crash must neither lose an answer nor send a row twice. Every answered batch is appended
+to the log as one record and the file is flushed and ``os.fsync``'ed before the next
+batch is accepted; a restarted run reads the log back, skips the rows in it and counts
+them against the query budget.
+
+File layout (little-endian)::
+
+    b"DMQLOG1\\n"                        8-byte magic
+    uint32 L, uint32 crc32(header)       then L bytes of UTF-8 JSON:
+                                         {"source", "num_classes", "num_rows", "fingerprint"}
+    records, each:
+      uint32 B, uint32 crc32(payload)
+      payload = int64 rows[B] + float32 probs[B * K]   (C order: row-major (B, K))
+
+The header is written to a temporary file and renamed into place, so it is never torn.
+A crash while appending can leave only the last record torn (short, or failing its
+checksum at the end of the file): it is ignored when reading, and cut off when the log
+is opened for writing again. A bad record followed by more data is corruption and
+raises :class:`~deepmimic.errors.TeacherError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepmimic.errors import TeacherError
+from deepmimic.io_utils import atomic_path
+
+MAGIC = b"DMQLOG1\n"
+_U32x2 = struct.Struct("<II")
+HEADER_KEYS = ("source", "num_classes", "num_rows", "fingerprint")
+
+try:  # advisory lock: two processes appending to one log would interleave records
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
+
+
+def fingerprint_images(images: torch.Tensor) -> str:
+    """sha256 of the shape and bytes of uint8 ``images`` (N, C, H, W): which set a log belongs to."""
+    digest = hashlib.sha256(repr(tuple(images.shape)).encode())
+    array = images.contiguous().numpy()
+    flat = array.reshape(-1)
+    step = 1 << 24  # hash in 16 MB slices: no second copy of a large set
+    for start in range(0, flat.size, step):
+        digest.update(flat[start : start + step].tobytes())
+    return digest.hexdigest()
+
+
+def _parse(path: Path, data: bytes) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray]], int]:
+    """(header, [(rows (B,), probs (B, K))...], offset where the valid records end)."""
+    if len(data) < len(MAGIC) + _U32x2.size or not data.startswith(MAGIC):
+        raise TeacherError(f"{path}: not a deepmimic query log (bad magic); move it aside to start over")
+    length, crc = _U32x2.unpack_from(data, len(MAGIC))
+    start = len(MAGIC) + _U32x2.size
+    raw = data[start : start + length]
+    if len(raw) != length or zlib.crc32(raw) != crc:
+        raise TeacherError(f"{path}: query log header is damaged; move it aside to start over")
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise TeacherError(f"{path}: query log header is not JSON ({exc})") from exc
+    if not isinstance(header, dict) or any(key not in header for key in HEADER_KEYS):
+        raise TeacherError(f"{path}: query log header lacks {', '.join(HEADER_KEYS)}")
+    k, n = int(header["num_classes"]), int(header["num_rows"])
+    records: list[tuple[np.ndarray, np.ndarray]] = []
+    offset = start + length
+    while offset < len(data):
+        if len(data) - offset < _U32x2.size:
+            break  # torn: not even a record header
+        count, crc = _U32x2.unpack_from(data, offset)
+        size = count * (8 + 4 * k)
+        end = offset + _U32x2.size + size
+        if count == 0 or end > len(data):
+            break  # torn last record (or zeros a crash left after the end)
+        payload = data[offset + _U32x2.size : end]
+        if zlib.crc32(payload) != crc:
+            if end == len(data):
+                break  # torn last record
+            raise TeacherError(f"{path}: query log is corrupt at byte {offset} (record {len(records) + 1}); move it aside to start over")
+        rows = np.frombuffer(payload, dtype="<i8", count=count)
+        probs = np.frombuffer(payload, dtype="<f4", offset=8 * count).reshape(count, k)
+        if rows.min() < 0 or rows.max() >= n:
+            raise TeacherError(f"{path}: query log record {len(records) + 1} has rows outside [0, {n})")
+        records.append((rows, probs))
+        offset = end
+    return header, records, offset
+
+
+def read_query_log(path: str | os.PathLike[str]) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
+    """Read a log without changing it: (header, rows int64 (M,), probs float32 (M, K)).
+
+    Records come in the order they were appended; a torn last record is left out.
+    """
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise TeacherError(f"{p}: cannot read the query log ({exc.strerror or exc})") from exc
+    header, records, _ = _parse(p, data)
+    k = int(header["num_classes"])
+    if not records:
+        return header, torch.empty(0, dtype=torch.int64), torch.empty(0, k, dtype=torch.float32)
+    rows = torch.from_numpy(np.concatenate([r for r, _ in records]).astype(np.int64))
+    probs = torch.from_numpy(np.concatenate([q for _, q in records]).astype(np.float32))
+    return header, rows, probs
+
+
+class QueryLog:
+    """An open query log for one teacher and one unlabelled set (see the module docstring).
+
+    Opening an existing log checks that it was written for the same ``source``,
+    ``num_classes``, ``num_rows`` and image ``fingerprint``, loads its answers and cuts
+    off a torn last record. ``answered`` (N,) bool marks the rows with an answer and
+    ``probs`` (N, K) float32 holds them (zeros elsewhere).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, source: str, num_classes: int, num_rows: int, fingerprint: str = "") -> None:
+        self.path = Path(path)
+        self.header = {"source": source, "num_classes": int(num_classes), "num_rows": int(num_rows), "fingerprint": fingerprint}
+        self.num_classes = int(num_classes)
+        self.answered = torch.zeros(num_rows, dtype=torch.bool)  # (N,)
+        self.probs = torch.zeros(num_rows, self.num_classes, dtype=torch.float32)  # (N, K)
+        self.records = 0
+        self.torn_bytes = 0  # bytes of a torn last record cut off when opening
+        if not self.path.exists():
+            self._create()
+        try:
+            self._file = open(self.path, "r+b")  # noqa: SIM115 - kept open for appends, closed in close()
+        except OSError as exc:
+            raise TeacherError(f"{self.path}: cannot open the query log ({exc.strerror or exc})") from exc
+        try:
+            self._lock()
+            self._load()
+        except BaseException:
+            self._file.close()
+            raise
+
+    # -- opening ------------------------------------------------------------------------
+
+    def _create(self) -> None:
+        raw = json.dumps(self.header, sort_keys=True).encode("utf-8")
+        try:
+            with atomic_path(self.path) as tmp:
+                with open(tmp, "wb") as handle:
+                    handle.write(MAGIC + _U32x2.pack(len(raw), zlib.crc32(raw)) + raw)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+        except OSError as exc:
+            raise TeacherError(f"{self.path}: cannot create the query log ({exc.strerror or exc})") from exc
+        _fsync_dir(self.path.parent)
+
+    def _lock(self) -> None:
+        if fcntl is None:  # pragma: no cover
+            return
+        try:
+            fcntl.flock(self._file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            raise TeacherError(f"{self.path}: query log is in use by another labelling process") from exc
+
+    def _load(self) -> None:
+        self._file.seek(0)
+        data = self._file.read()
+        header, records, end = _parse(self.path, data)
+        mismatched = [key for key in HEADER_KEYS if header.get(key) != self.header[key]]
+        if mismatched and not records:  # nothing answered yet (a run that failed at once): start afresh
+            self._create()  # atomically replaces the old header
+            self._file.close()
+            self._file = open(self.path, "r+b")  # noqa: SIM115
+            self._lock()
+            self._file.seek(0, os.SEEK_END)
+            return
+        if mismatched:
+            found = ", ".join(f"{key}={header.get(key)!r}" for key in mismatched)
+            wanted = ", ".join(f"{key}={self.header[key]!r}" for key in mismatched)
+            raise TeacherError(
+                f"{self.path}: query log belongs to another labelling job ({found}; this job has {wanted}); "
+                "use another log path or delete it to start over"
+            )
+        for rows, probs in records:
+            index = torch.from_numpy(rows.astype(np.int64))
+            self.answered[index] = True
+            self.probs[index] = torch.from_numpy(probs.astype(np.float32))
+        self.records = len(records)
+        if end < len(data):  # a torn last record from a crash: cut it off before appending
+            self.torn_bytes = len(data) - end
+            self._file.truncate(end)
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        self._file.seek(end)
+
+    # -- use -----------------------------------------------------------------------------
+
+    @property
+    def count(self) -> int:
+        """Rows with an answer in the log."""
+        return int(self.answered.sum())
+
+    def append(self, rows: torch.Tensor, probs: torch.Tensor) -> None:
+        """Record answers: rows int64 (B,), probs float32 (B, K); durable (fsync) on return."""
+        rows_np = np.ascontiguousarray(rows.detach().cpu().numpy().astype("<i8").reshape(-1))
+        probs_np = np.ascontiguousarray(probs.detach().cpu().numpy().astype("<f4"))
+        if rows_np.size == 0:
+            return
+        if probs_np.shape != (rows_np.size, self.num_classes):
+            raise TeacherError(f"{self.path}: cannot log probabilities of shape {probs_np.shape} for {rows_np.size} rows")
+        if rows_np.min() < 0 or rows_np.max() >= self.answered.numel():
+            raise TeacherError(f"{self.path}: cannot log rows outside [0, {self.answered.numel()})")
+        payload = rows_np.tobytes() + probs_np.tobytes()
+        self._file.write(_U32x2.pack(rows_np.size, zlib.crc32(payload)) + payload)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        index = torch.from_numpy(rows_np.astype(np.int64))
+        self.answered[index] = True
+        self.probs[index] = torch.from_numpy(probs_np.astype(np.float32))
+        self.records += 1
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self._file.close()  # closing releases the flock
+
+    def __enter__(self) -> QueryLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (best effort; not possible on every OS)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

@@ -1,0 +1,100 @@
+"""``deepmimic mimic`` end to end: a served mentor copied over loopback HTTP, ONNX top-1, budgets."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from deepmimic.cli import main
+from deepmimic.config import parse_config
+from deepmimic.models.bundle import load_trained
+from deepmimic.pipelines.deepmimic import run_pipeline
+from deepmimic.pipelines.mimic import MimicOptions, run_mimic
+from deepmimic.serving.app import create_app
+from pipeline_configs import tiny_config
+
+STUDENT_OPTIONS = {"conv_channels": 8, "fc_units": 32}
+
+
+@pytest.fixture(scope="module")
+def mentor_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained tiny DeepMimic run; its mentor is the teacher to copy."""
+    root = tmp_path_factory.mktemp("mentor")
+    run_pipeline(parse_config(tiny_config(root)), progress=False)
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture()
+def served_mentor(mentor_run: Path) -> Iterator[str]:
+    """The mentor behind a real HTTP endpoint on 127.0.0.1 (the `deepmimic serve` app)."""
+    trained = load_trained(mentor_run / "run" / "mentor")
+    app = create_app(trained.probs, num_classes=trained.num_classes, in_shape=trained.in_shape, model_name="mentor", max_batch=64)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}/v1/predict"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=5)
+
+
+def _options(mentor_run: Path, out: Path, teacher: str, **extra: object) -> MimicOptions:
+    return MimicOptions(teacher=teacher, data=f"npz:{mentor_run / 'blobs.npz'}", student="c-mp-fc-s", out=str(out),
+                        student_options=STUDENT_OPTIONS, train={"epochs": 5, "batch_size": 16, "lr": 0.05, "device": "cpu"},
+                        **extra)  # type: ignore[arg-type]
+
+
+def test_student_copies_a_served_mentor_over_http(mentor_run: Path, served_mentor: str, tmp_path: Path) -> None:
+    results = run_mimic(_options(mentor_run, tmp_path / "mimic", served_mentor), progress=False)
+    mentor_accuracy = json.loads((mentor_run / "run" / "results.json").read_text())["mentor"]["accuracy"]
+    teacher, student = results["mentor"], results["students"][0]
+    assert teacher["accuracy"] == pytest.approx(mentor_accuracy)  # the endpoint answers as the mentor does
+    assert student["accuracy"] >= 0.98 * teacher["accuracy"]
+    assert student["agreement"] > 0.9
+    queries = results["queries"]
+    assert queries["unlabelled"]["queried"] == results["data"]["unlabeled"]
+    assert queries["total_sent"] == results["data"]["unlabeled"] + results["data"]["test"]
+    # Run again: every answer comes from the query log, nothing is sent.
+    again = run_mimic(_options(mentor_run, tmp_path / "mimic", served_mentor), progress=False)
+    assert again["queries"]["total_sent"] == 0 and again["students"][0]["accuracy"] == student["accuracy"]
+
+
+def test_onnx_label_only_and_budget_from_the_command_line(mentor_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    onnx = tmp_path / "mentor.onnx"
+    assert main(["export", str(mentor_run / "run" / "mentor"), "--onnx", str(onnx)]) == 0
+    out = tmp_path / "top1"
+    code = main(["mimic", "--teacher", str(onnx), "--data", f"npz:{mentor_run / 'blobs.npz'}", "--student", "c-mp-fc-s",
+                 "--student-option", "conv_channels=8", "--student-option", "fc_units=32", "--label-only", "--budget", "100",
+                 "--epochs", "3", "--batch-size", "16", "--out", str(out), "--no-progress"])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["label_only"] is True and "top-1" in results["students"][0]["method"]
+    assert results["queries"]["unlabelled"]["labeled"] == 100 and results["queries"]["unlabelled"]["budget_exhausted"]
+    assert "queries sent to the teacher" in capsys.readouterr().out
+    assert (out / "report.html").exists() and "Teacher" in (out / "report.md").read_text()
+
+
+def test_bad_teacher_spec_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["mimic", "--teacher", str(tmp_path / "missing.onnx"), "--data", "mnist-5k", "--student", "mnist-student-b",
+                 "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
