@@ -31,7 +31,7 @@ def _cmd_mimic(args: argparse.Namespace) -> int:
     train = {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "seed": args.seed}
     opts = MimicOptions(
         teacher=args.teacher, data=args.data, student=args.student, out=args.out, teacher_options=parse_options(args.option),
-        label_only=args.label_only, budget=args.budget, subset=args.subset, evaluate_test=not args.no_test,
+        label_only=args.label_only, compare_label_only=args.compare_label_only, budget=args.budget, subset=args.subset, evaluate_test=not args.no_test,
         student_options=student_options, train=train, command=shlex.join(["deepmimic", *args.argv]),
     )
     results = run_mimic(opts, progress=False if args.no_progress else None)
@@ -61,6 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--option", action="append", metavar="KEY=VALUE", help="teacher option, e.g. layout=nhwc (repeatable; see deepmimic label)")
     p.add_argument("--student-option", action="append", metavar="KEY=VALUE", help="model option, e.g. conv_channels=16 (repeatable)")
     p.add_argument("--label-only", action="store_true", help="use only the teacher's top-1 class (the defended setting)")
+    p.add_argument("--compare-label-only", action="store_true", help="also train a student on the top-1 class of the same answers (no extra queries): the report shows the gap")
     p.add_argument("--budget", type=int, default=None, help="most unlabelled images to send to the teacher")
     p.add_argument("--subset", type=int, default=None, help="a random subset of the unlabelled images")
     p.add_argument("--no-test", action="store_true", help="do not query the teacher on the test split")

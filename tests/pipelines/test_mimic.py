@@ -98,3 +98,16 @@ def test_bad_teacher_spec_is_a_one_line_error(tmp_path: Path, capsys: pytest.Cap
                  "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+
+
+def test_trained_run_folder_as_teacher_and_the_label_only_gap(mentor_run: Path, tmp_path: Path) -> None:
+    opts = _options(mentor_run, tmp_path / "both", str(mentor_run / "run" / "mentor"), compare_label_only=True)
+    results = run_mimic(opts, progress=False)
+    soft, top1 = results["students"]
+    assert soft["name"] == "Student" and top1["name"] == "Student (top-1 only)" and "top-1" in top1["method"]
+    assert results["queries"]["total_sent"] == results["data"]["unlabeled"] + results["data"]["test"]  # one pass, both students
+    assert 0.0 <= top1["accuracy"] <= 1.0 and soft["agreement"] > 0.9
+    from deepmimic.report import build_report
+
+    report = build_report(tmp_path / "both")["report.md"].read_text()
+    assert "Student (top-1 only)" in report

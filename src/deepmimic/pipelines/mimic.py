@@ -5,7 +5,8 @@ architecture or the labeled data used for its training", from its predictions al
 
 teacher spec (trained run folder, ONNX file, URL, predictions file) + unlabelled images ->
 label them once through the teacher (resumable, budgeted query log) -> train the chosen
-student on those soft labels (or top-1 only, ``label_only``) -> on the labelled test split
+student on those soft labels (or top-1 only, ``label_only``; or both, ``compare_label_only``,
+which shows the accuracy gap a label-only defence buys) -> on the labelled test split
 (when the data has one): the teacher's and the student's accuracy and their agreement ->
 results.json, report.md / report.html.
 
@@ -40,6 +41,7 @@ from deepmimic.labeling_job import default_log_path, label_dataset
 from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
 from deepmimic.teachers.cached import CachedTeacher
+from deepmimic.teachers.label_only import one_hot_top1
 from deepmimic.teachers.query_log import read_query_log
 from deepmimic.teachers.spec import open_teacher, teacher_kind
 
@@ -57,6 +59,7 @@ class MimicOptions:
     budget: int | None = None  # most unlabelled images the teacher may be asked about
     subset: int | None = None  # use a random subset of the unlabelled images (no labels involved)
     evaluate_test: bool = True  # query the teacher on the test split too, to measure agreement
+    compare_label_only: bool = False  # also train a student on the top-1 class of the same answers
     label_batch_size: int = 256
     student_options: dict[str, Any] = field(default_factory=dict)
     train: dict[str, Any] = field(default_factory=lambda: {"epochs": 10})
@@ -133,34 +136,41 @@ def _mimic(opts: MimicOptions, teacher: Any, data: Any, name: str, unlabeled: to
             teacher_pred = test_probs.argmax(dim=1)
 
     normalizer = Normalizer.fit(unlabeled)
-    torch.manual_seed(settings.seed)
-    student = create_model(opts.student, tuple(unlabeled.shape[1:]), teacher.num_classes, **opts.student_options)
-    # Rows the teacher answered become the training set; the cached teacher looks them up by row.
-    method = create_method("soft_label", student, CachedTeacher(probs, source=teacher.source))
-    train_set = TrainingSet(unlabeled[rows], {}, name="unlabelled")
-    stage_name = "Student"
-    t0 = time.perf_counter()
-    fit(method, train_set, normalizer, settings, test=test, run_dir=out / "students" / slugify(stage_name), label=stage_name, progress=progress)
-    train_time = time.perf_counter() - t0
     device = resolve_device(settings.device)
-
     in_shape = tuple(unlabeled.shape[1:])
-    student_entry: dict[str, Any] = {
-        "name": stage_name, "model": opts.student, "architecture": getattr(student, "notation", opts.student),
-        "method": "soft_label" + (" (top-1 labels only)" if opts.label_only else ""), "parameters": count_parameters(student),
-        "macs": count_macs(student, in_shape), "epochs": settings.epochs, "train_time_s": train_time, "uses_true_labels": False,
-    }
     teacher_entry: dict[str, Any] = {"name": "Teacher", "model": opts.teacher, "architecture": f"black box ({teacher_kind(opts.teacher)})",
                                      "method": "queried", "source": teacher.source}
-    if test is not None:
-        ev = evaluate(student, test.images, test.labels, normalizer, device)
-        student_entry.update(ev.summary(), confusion=confusion_matrix(test.labels, ev.predictions, test.num_classes).tolist())
-        if teacher_pred is not None:
-            teacher_accuracy = (teacher_pred == test.labels).float().mean().item()
-            teacher_entry.update(accuracy=teacher_accuracy,
-                                 confusion=confusion_matrix(test.labels, teacher_pred, test.num_classes).tolist())
-            student_entry.update(relative_accuracy=relative_accuracy(ev.accuracy, teacher_accuracy),
-                                 agreement=agreement(ev.predictions, teacher_pred))
+    teacher_accuracy = None
+    if test is not None and teacher_pred is not None:
+        teacher_accuracy = (teacher_pred == test.labels).float().mean().item()
+        teacher_entry.update(accuracy=teacher_accuracy, confusion=confusion_matrix(test.labels, teacher_pred, test.num_classes).tolist())
+
+    # The students: one on the teacher's answers; with compare_label_only, a second one on the
+    # top-1 class of the same answers (what a label-only API would have returned: no extra queries).
+    variants = [("Student", probs, "soft_label" + (" (top-1 labels only)" if opts.label_only else ""))]
+    if opts.compare_label_only and not opts.label_only:
+        variants.append(("Student (top-1 only)", one_hot_top1(probs), "soft_label (top-1 labels only)"))
+    students = []
+    for stage_name, targets, method_name in variants:
+        torch.manual_seed(settings.seed)  # the same initial weights for every variant
+        student = create_model(opts.student, in_shape, teacher.num_classes, **opts.student_options)
+        # Rows the teacher answered become the training set; the cached teacher looks them up by row.
+        method = create_method("soft_label", student, CachedTeacher(targets, source=teacher.source))
+        t0 = time.perf_counter()
+        fit(method, TrainingSet(unlabeled[rows], {}, name="unlabelled"), normalizer, settings, test=test,
+            run_dir=out / "students" / slugify(stage_name), label=stage_name, progress=progress)
+        entry: dict[str, Any] = {
+            "name": stage_name, "model": opts.student, "architecture": getattr(student, "notation", opts.student),
+            "method": method_name, "parameters": count_parameters(student), "macs": count_macs(student, in_shape),
+            "epochs": settings.epochs, "train_time_s": time.perf_counter() - t0, "uses_true_labels": False,
+        }
+        if test is not None:
+            ev = evaluate(student, test.images, test.labels, normalizer, device)
+            entry.update(ev.summary(), confusion=confusion_matrix(test.labels, ev.predictions, test.num_classes).tolist())
+            if teacher_pred is not None and teacher_accuracy is not None:
+                entry.update(relative_accuracy=relative_accuracy(ev.accuracy, teacher_accuracy),
+                             agreement=agreement(ev.predictions, teacher_pred))
+        students.append(entry)
 
     results = {
         "name": f"mimic {Path(opts.teacher).name or opts.teacher} -> {opts.student}",
@@ -168,7 +178,7 @@ def _mimic(opts: MimicOptions, teacher: Any, data: Any, name: str, unlabeled: to
         "data": {"name": name, "labeled": 0, "unlabeled": len(unlabeled), "test": len(test) if test is not None else 0,
                  "class_names": list(data.test.class_names), "in_shape": list(in_shape), "normalizer": normalizer.to_dict()},
         "mentor": teacher_entry,
-        "students": [student_entry],
+        "students": students,
         "label_only": opts.label_only,
         "queries": {"unlabelled": train_queries, "test": test_queries,
                     "total_sent": train_queries["queried"] + (test_queries["queried"] if test_queries else 0)},
