@@ -28,7 +28,8 @@ def options(tmp_path: Path, **extra: object) -> SweepOptions:
 
 @pytest.mark.parametrize(
     "experiment,points",
-    [("ladder-mnist", 1), ("split-ratio", 2), ("unbalanced-removal", 2), ("out-of-domain", 2)],
+    [("ladder-mnist", 1), ("ladder-cifar10", 1), ("ladder-tinyimagenet", 1), ("split-ratio", 2), ("unbalanced-removal", 2),
+     ("out-of-domain", 2)],
 )
 def test_experiment_runs_and_summarises_over_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment: str, points: int) -> None:
     monkeypatch.setattr(sweeps, "RATIOS", (0.2, 0.5))
