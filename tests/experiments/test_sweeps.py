@@ -83,6 +83,7 @@ def test_sweep_report_rebuilds_identically_and_resume_reuses_points(tmp_path: Pa
     capsys.readouterr()
     again = run_experiment("unbalanced-removal", SweepOptions(**{**opts.__dict__, "seeds": 1, "resume": True}))
     assert "finished earlier" in capsys.readouterr().out
+    assert "read back with --resume" in (out / "report.md").read_text()
     assert again["rows"][1]["accuracy"] == summary["rows"][1]["accuracy"]
 
 

@@ -108,7 +108,8 @@ def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | 
         "seeds": opts.seeds, "epochs": opts.epochs, "subset": opts.subset or shipped_data.get("train_subset"),
         "test_subset": opts.test_subset or shipped_data.get("test_subset"), "students": list(row["accuracy"]),
         "config": path.name,
-        "command": opts.command, "wall_time_s": time.perf_counter() - started, "environment": describe_environment(),
+        "command": opts.command, "wall_time_s": time.perf_counter() - started,
+        "runs_wall_time_s": sum(row["run_wall_time_s"]), "environment": describe_environment(),
         "paper_source": paper.get("source"), "notes": [f"Shipped config `{path.name}` (see `configs/`), adjusted by the command's options."],
         "rows": [row],
     }

@@ -192,7 +192,7 @@ def run_experiment(experiment: str, opts: SweepOptions, progress: bool | None = 
         "x_label": X_LABELS.get(experiment), "seeds": opts.seeds, "epochs": opts.epochs or DEFAULT_EPOCHS,
         "student_epochs": max(1, (opts.epochs or DEFAULT_EPOCHS) // 2), "subset": opts.subset,
         "test_subset": opts.test_subset, "students": [f"Student-{c.upper()}" for c in letters],
-        "command": opts.command, "wall_time_s": time.perf_counter() - started,
+        "command": opts.command, "wall_time_s": time.perf_counter() - started, "runs_wall_time_s": _runs_wall_time(rows),
         "environment": describe_environment(), "paper_source": paper_source, "notes": notes, "rows": rows,
     }
     return write_summary(out, summary)
@@ -211,6 +211,7 @@ def _run_point(raw: dict[str, Any], run_dir: Path, mentor_from: Path | None, opt
     """One pipeline run of a sweep; a finished run is read back when resuming."""
     if opts.resume and (run_dir / "results.json").exists():
         print(f"[reproduce] {where}: finished earlier, reading {run_dir / 'results.json'}", flush=True)
+        build_report(run_dir)  # with this version's report layout
         return read_results(run_dir / "results.json")
     resume = opts.resume
     if mentor_from is not None and not (run_dir / "mentor" / "checkpoint.pt").exists():
@@ -227,6 +228,11 @@ def _run_point(raw: dict[str, Any], run_dir: Path, mentor_from: Path | None, opt
         results = run_pipeline(config, resume=resume, progress=progress, command=command)
     build_report(run_dir)
     return results
+
+
+def _runs_wall_time(rows: list[dict[str, Any]]) -> float:
+    """The runs' own wall times added up (differs from the sweep's when points were resumed)."""
+    return sum(sum(row["run_wall_time_s"]) for row in rows)
 
 
 def _mean_std(values: list[float]) -> list[float]:

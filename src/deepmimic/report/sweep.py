@@ -228,7 +228,11 @@ def sweep_blocks(summary: dict[str, Any], figure: str | None) -> list[Block]:
     blocks.append(Heading("What ran"))
     command = summary.get("command")
     blocks += [Paragraph("Command:"), Code(str(command))] if command else [Paragraph("The command was not recorded.")]
-    blocks.append(Bullets(tuple(_scale_items(summary) + environment_items(summary.get("environment") or {}, summary.get("wall_time_s")))))
+    items = _scale_items(summary) + environment_items(summary.get("environment") or {}, summary.get("wall_time_s"))
+    runs_total = summary.get("runs_wall_time_s")
+    if isinstance(runs_total, (int, float)) and abs(runs_total - float(summary.get("wall_time_s") or 0)) > 0.05 * runs_total:
+        items.append(f"The runs' own wall times add up to {duration(runs_total)} (points finished earlier were read back with --resume).")
+    blocks.append(Bullets(tuple(items)))
     runs = [(row["point"], run, seconds) for row in summary["rows"]
             for run, seconds in zip(row.get("runs", []), row.get("run_wall_time_s", []))]
     if runs:
