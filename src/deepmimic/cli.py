@@ -24,6 +24,7 @@ def _builtin_config(name: str) -> Path:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from deepmimic import distributed
     from deepmimic.config import load_config
     from deepmimic.pipelines.deepmimic import run_pipeline
     from deepmimic.pipelines.results_table import results_table
@@ -34,21 +35,28 @@ def _cmd_run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides)
     progress = False if args.no_progress else None
     command = shlex.join(["deepmimic", *args.argv])
-    if config.pipeline == "feed":
-        from deepmimic.pipelines.feed import feed_table, run_feed
+    # Under torchrun: join the process group; ranks other than 0 compute but stay quiet and write nothing.
+    train_settings = config.train if config.pipeline == "feed" else config.mentor.train
+    with distributed.process_group(train_settings.device) as group:
+        if config.pipeline == "feed":
+            from deepmimic.pipelines.feed import feed_table, run_feed
 
-        results = run_feed(config, resume=args.resume, progress=progress, command=command)
-        table = feed_table(results)
-    else:
-        results = run_pipeline(config, resume=args.resume, progress=progress, command=command)
-        table = results_table(results)
-    from deepmimic.report import build_report
+            results = run_feed(config, resume=args.resume, progress=progress, command=command)
+            table = feed_table(results)
+        else:
+            results = run_pipeline(config, resume=args.resume, progress=progress, command=command)
+            table = results_table(results)
+        if not distributed.is_main():
+            return 0
+        from deepmimic.report import build_report
 
-    report = build_report(config.output_dir)
-    print()
-    print(table)
-    print(f"\nresults: {Path(config.output_dir) / 'results.json'}  (wall time {results['wall_time_s']:.1f} s)")
-    print(f"report:  {report['report.html']}")
+        report = build_report(config.output_dir)
+        print()
+        print(table)
+        if group.world_size > 1:
+            print(f"\ntrained data-parallel on {group.world_size} processes ({group.backend})")
+        print(f"\nresults: {Path(config.output_dir) / 'results.json'}  (wall time {results['wall_time_s']:.1f} s)")
+        print(f"report:  {report['report.html']}")
     return 0
 
 

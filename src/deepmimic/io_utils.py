@@ -3,6 +3,10 @@
 Every file the library writes goes to a temporary name in the same directory and
 is renamed into place (``os.replace`` is atomic on POSIX and Windows), so a crash
 never leaves a half-written checkpoint, cache or report behind.
+
+Under torchrun only rank 0 writes: on the other ranks :func:`atomic_path` hands out a
+scratch file that is deleted afterwards, so no output file is touched twice whatever the
+calling code does (:mod:`deepmimic.distributed`).
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from deepmimic import distributed
+
 
 def _current_umask() -> int:
     mask = os.umask(0o022)
@@ -26,8 +32,13 @@ def _current_umask() -> int:
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
-    The temporary file is removed if the body raises.
+    The temporary file is removed if the body raises. On a rank other than 0 of a
+    distributed run, the body writes to a scratch file that is then discarded.
     """
+    if not distributed.is_main():
+        with tempfile.TemporaryDirectory(prefix="deepmimic-rank-") as scratch:
+            yield Path(scratch) / Path(path).name
+        return
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)

@@ -54,17 +54,23 @@ class Normalizer:
         return {"mean": list(self.mean), "std": list(self.std)}
 
 
-def random_crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
-    """Random crop with zero padding + horizontal flip, vectorised over the batch.
+def draw_crop_flip(batch: int, padding: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image crop offsets ``oy``, ``ox`` in [0, 2 * padding] and flip flags, each (B,), on the CPU.
 
-    x: (B, C, H, W) float. Each image gets its own offsets in [0, 2 * padding] and a
-    coin flip, drawn from ``generator`` (on the CPU, so results do not depend on device).
+    Drawn for a whole global batch, so that under data parallelism every rank takes its
+    rows' draws from the same numbers one process would have used.
     """
+    oy = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
+    ox = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
+    flip = torch.rand(batch, generator=generator) < 0.5
+    return oy, ox, flip
+
+
+def apply_crop_flip(x: torch.Tensor, padding: int, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+    """Crop (B, C, H, W) ``x`` zero-padded by ``padding`` at offsets (oy, ox), flipping where ``flip``."""
     b, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))
-    oy = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    ox = torch.randint(0, 2 * padding + 1, (b,), generator=generator).to(x.device)
-    flip = torch.rand(b, generator=generator).to(x.device) < 0.5
+    oy, ox, flip = oy.to(x.device), ox.to(x.device), flip.to(x.device)
     rows = oy[:, None] + torch.arange(h, device=x.device)  # (B, H)
     cols = ox[:, None] + torch.arange(w, device=x.device)  # (B, W)
     cols = torch.where(flip[:, None], cols.flip(1), cols)  # flipping = reading columns backwards
@@ -72,6 +78,15 @@ def random_crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator) 
     # Advanced indexing with (B,1,1), (B,H,1), (B,1,W) on dims 0, 2, 3 -> (B, H, W, C).
     crops = padded.permute(0, 2, 3, 1)[batch_idx, rows[:, :, None], cols[:, None, :]]
     return crops.permute(0, 3, 1, 2).contiguous()
+
+
+def random_crop_flip(x: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+    """Random crop with zero padding + horizontal flip, vectorised over the batch.
+
+    x: (B, C, H, W) float. Each image gets its own offsets in [0, 2 * padding] and a
+    coin flip, drawn from ``generator`` (on the CPU, so results do not depend on device).
+    """
+    return apply_crop_flip(x, padding, *draw_crop_flip(x.shape[0], padding, generator))
 
 
 @dataclass(frozen=True)
@@ -96,6 +111,10 @@ class TrainingSet:
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
+    def to(self, device: torch.device) -> TrainingSet:
+        """The same rows with images and targets on ``device`` (GPU-resident data: no host copies per batch)."""
+        return TrainingSet(self.images.to(device), {k: v.to(device) for k, v in self.targets.items()}, self.name)
+
 
 @dataclass
 class Batch:
@@ -104,6 +123,7 @@ class Batch:
     x: torch.Tensor  # (B, C, H, W) float32
     targets: dict[str, torch.Tensor]
     index: torch.Tensor  # (B,) int64 rows of the TrainingSet
+    global_size: int = 0  # rows of the global batch this one is a share of (0: the same as B)
 
 
 def iterate_batches(
@@ -114,20 +134,39 @@ def iterate_batches(
     device: torch.device,
     augment: str = "none",
     drop_last: bool = False,
+    *,
+    rank: int = 0,
+    world_size: int = 1,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Iterator[Batch]:
-    """Yield shuffled batches for one epoch (order and augmentation from ``generator``)."""
+    """Yield shuffled batches for one epoch (order and augmentation from ``generator``).
+
+    With ``world_size > 1`` (data parallelism) every rank draws the same permutation and
+    augmentation numbers and keeps rows ``rank::world_size`` of each global batch of
+    ``batch_size``; ``Batch.global_size`` tells the engine how to weight its share. A
+    final global batch smaller than ``world_size`` is skipped (a rank would get no rows).
+    """
     if augment not in AUGMENTATIONS:
         raise DataError(f"unknown augmentation '{augment}', expected one of {', '.join(AUGMENTATIONS)}")
     n = len(data)
     order = torch.randperm(n, generator=generator)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
-        idx = order[start : start + batch_size]
-        x = normalizer(data.images[idx].to(device, non_blocking=True))
-        if augment == "crop-flip":
-            x = random_crop_flip(x, padding=4, generator=generator)
-        targets = {k: v[idx].to(device, non_blocking=True) for k, v in data.targets.items()}
-        yield Batch(x=x, targets=targets, index=idx)
+        idx = order[start : start + batch_size]  # (B,) the global batch
+        draws = draw_crop_flip(idx.numel(), 4, generator) if augment == "crop-flip" else None
+        if world_size > 1:
+            if idx.numel() < world_size:
+                continue
+            idx = idx[rank::world_size]
+            draws = tuple(d[rank::world_size] for d in draws) if draws is not None else None
+        rows = idx.to(data.images.device)
+        x = normalizer(data.images[rows].to(device, non_blocking=True))
+        if draws is not None:
+            x = apply_crop_flip(x, 4, *draws)
+        if memory_format is not torch.contiguous_format:
+            x = x.contiguous(memory_format=memory_format)
+        targets = {k: v[rows.to(v.device)].to(device, non_blocking=True) for k, v in data.targets.items()}
+        yield Batch(x=x, targets=targets, index=idx, global_size=int(min(batch_size, n - start)))
 
 
 def iterate_eval_batches(

@@ -6,6 +6,7 @@ from collections.abc import Iterable
 
 import torch
 
+from deepmimic import distributed
 from deepmimic.engine.settings import TrainSettings
 
 
@@ -33,7 +34,8 @@ def build_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings) -
 
 
 def resolve_device(name: str) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given.
+
+    Under torchrun with NCCL, "auto"/"cuda" mean this rank's own GPU (``cuda:LOCAL_RANK``).
+    """
+    return distributed.resolve_rank_device(name)

@@ -34,3 +34,9 @@ class TrainSettings(StrictModel):
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
     eval_batch_size: PositiveInt = 1024
     eval_every: PositiveInt = 1  # evaluate on the test set every N epochs (and always at the end)
+    # Speed switches (docs/scaling.md). "auto" means: on for CUDA, off on the CPU.
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # bf16 autocast of the forward pass
+    channels_last: bool | Literal["auto"] = "auto"  # NHWC memory layout for conv nets
+    data_on_device: bool | Literal["auto"] = "auto"  # keep uint8 images and targets on the GPU
+    compile: bool = False  # torch.compile the student (nn.Module.compile: weights keep their names)
+    compile_teacher: bool = False  # torch.compile a white-box teacher too (online methods)

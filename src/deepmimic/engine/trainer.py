@@ -8,6 +8,13 @@ It never branches on which method it runs.
 Determinism: epoch ``e`` seeds torch's global RNG (dropout) and the batch generator
 (shuffling, augmentation) from ``(seed, e)`` alone, so a run resumed from the
 checkpoint of epoch ``e`` replays epochs ``e+1..`` exactly as an uninterrupted run.
+
+Speed (docs/scaling.md): on CUDA the data stay on the GPU, the forward pass runs under
+bf16 autocast and conv nets use channels_last, each a :class:`TrainSettings` switch; the
+student (and a white-box teacher) can be compiled. Under torchrun the method is wrapped
+in :class:`~torch.nn.parallel.DistributedDataParallel`, every rank trains on its share of
+each global batch (:func:`~deepmimic.data.batches.iterate_batches`), logged losses are
+summed over ranks, and only rank 0 writes or prints (:mod:`deepmimic.distributed`).
 """
 
 from __future__ import annotations
@@ -20,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 
+from deepmimic import distributed
 from deepmimic.data.batches import Normalizer, TrainingSet, iterate_batches
 from deepmimic.data.dataset import ImageDataset
 from deepmimic.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
-from deepmimic.engine.optim import build_optimizer, build_scheduler, resolve_device
+from deepmimic.engine.optim import build_optimizer, build_scheduler
 from deepmimic.engine.progress import EpochProgress, print_epoch_line
 from deepmimic.engine.settings import TrainSettings
 from deepmimic.errors import TeacherError, TrainingError
@@ -37,7 +46,45 @@ METRICS_NAME = "metrics.jsonl"
 WEIGHTS_NAME = "weights.safetensors"
 
 # Settings that may change between a run and its resumption without breaking equivalence.
-_RESUMABLE_CHANGES = {"epochs", "device", "eval_batch_size", "eval_every"}
+_RESUMABLE_CHANGES = {
+    "epochs", "device", "eval_batch_size", "eval_every",
+    "precision", "channels_last", "data_on_device", "compile", "compile_teacher",
+}
+
+
+@dataclass(frozen=True)
+class SpeedPlan:
+    """The speed switches of :class:`TrainSettings` resolved for one device."""
+
+    device: torch.device
+    autocast_dtype: torch.dtype | None  # None: full float32
+    memory_format: torch.memory_format
+    data_on_device: bool
+
+    @classmethod
+    def resolve(cls, settings: TrainSettings, device: torch.device) -> SpeedPlan:
+        cuda = device.type == "cuda"
+        bf16 = settings.precision == "bf16" or (settings.precision == "auto" and cuda)
+        channels_last = settings.channels_last is True or (settings.channels_last == "auto" and cuda)
+        on_device = settings.data_on_device is True or (settings.data_on_device == "auto" and cuda)
+        return cls(
+            device=device,
+            autocast_dtype=torch.bfloat16 if bf16 else None,
+            memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+            data_on_device=on_device and device.type != "cpu",
+        )
+
+    def autocast(self) -> torch.autocast:
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "device": str(self.device),
+            "precision": "bf16" if self.autocast_dtype is not None else "fp32",
+            "channels_last": self.memory_format is torch.channels_last,
+            "data_on_device": self.data_on_device,
+            "world_size": distributed.world_size(),
+        }
 
 
 @dataclass
@@ -84,8 +131,15 @@ def fit(
     checkpoint found in ``run_dir`` (a finished run returns its history at once).
     """
     check_targets(method, train)
-    device = resolve_device(settings.device)
+    device = distributed.resolve_rank_device(settings.device)
+    plan = SpeedPlan.resolve(settings, device)
     method.to_device(device)
+    if plan.memory_format is torch.channels_last:
+        method.to(memory_format=torch.channels_last)  # 4-D weights only; others are left as they are
+    if plan.data_on_device:
+        train = train.to(device)  # uint8 images + targets live on the GPU: no host loader in the loop
+    writes = run_dir is not None and distributed.is_main()
+    distributed.barrier()  # every rank sees the same checkpoint state before deciding to resume
     resuming = resume and run_dir is not None and (run_dir / CHECKPOINT_NAME).exists()
     torch.manual_seed(epoch_seed(settings.seed, 0))  # modules a setup stage creates get seeded weights
     method.setup(train, normalizer, device, settings.batch_size, pretrain=not resuming)
@@ -94,20 +148,26 @@ def fit(
     result = FitResult()
     start_epoch = 0
     if run_dir is not None:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        if writes:
+            run_dir.mkdir(parents=True, exist_ok=True)
         if resuming:
             start_epoch = _restore(run_dir, method, optimizer, scheduler, settings, result)
-        _rewrite_metrics(run_dir, result.history)
+        if writes:
+            _rewrite_metrics(run_dir, result.history)
+    runner = _parallel_runner(method, device)
+    _compile(method, settings)
+    test_images = test.images.to(device) if test is not None and plan.data_on_device else (test.images if test is not None else None)
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
-        record = _train_one_epoch(method, train, normalizer, settings, optimizer, device, epoch, label, progress)
+        record = _train_one_epoch(method, runner, train, normalizer, settings, plan, optimizer, epoch, label, progress)
         scheduler.step()
         if test is not None and (epoch % settings.eval_every == 0 or epoch == settings.epochs):
-            ev = evaluate(method.student, test.images, test.labels, normalizer, device, settings.eval_batch_size)
+            ev = evaluate(method.student, test_images, test.labels, normalizer, device, settings.eval_batch_size)
             record.update(test_loss=ev.loss, test_accuracy=ev.accuracy)
         result.history.append(record)
-        print_epoch_line(label, epoch, settings.epochs, record)
-        if run_dir is not None:
+        if distributed.is_main():
+            print_epoch_line(label, epoch, settings.epochs, record)
+        if writes:
             _append_metrics(run_dir, record)
             save_checkpoint(
                 run_dir / CHECKPOINT_NAME,
@@ -121,18 +181,41 @@ def fit(
                     "history": result.history,
                 },
             )
-    if run_dir is not None:
+    if writes:
         save_weights(run_dir / WEIGHTS_NAME, method.student, metadata={"normalizer": json.dumps(normalizer.to_dict())})
+    distributed.barrier()  # no rank runs ahead to read what rank 0 is still writing
     return result
+
+
+def _parallel_runner(method: Method, device: torch.device) -> torch.nn.Module:
+    """The module the loop calls for losses: the method itself, or DDP around it under torchrun.
+
+    DDP averages the gradients of every trainable submodule (student, translators) over
+    ranks during ``backward``; the teacher is not a submodule and is never synchronised.
+    """
+    if not distributed.is_distributed():
+        return method
+    device_ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(method, device_ids=device_ids, broadcast_buffers=True)
+
+
+def _compile(method: Method, settings: TrainSettings) -> None:
+    """Compile the student (and the teacher when asked) in place; parameter names stay the same."""
+    if settings.compile:
+        method.student.compile()
+    teacher_compile = getattr(method._teacher, "compile", None)
+    if settings.compile_teacher and callable(teacher_compile):
+        teacher_compile()
 
 
 def _train_one_epoch(
     method: Method,
+    runner: torch.nn.Module,
     train: TrainingSet,
     normalizer: Normalizer,
     settings: TrainSettings,
+    plan: SpeedPlan,
     optimizer: torch.optim.Optimizer,
-    device: torch.device,
     epoch: int,
     label: str,
     progress: bool | None,
@@ -140,37 +223,49 @@ def _train_one_epoch(
     seed = epoch_seed(settings.seed, epoch)
     torch.manual_seed(seed)  # dropout and any other use of the global RNG
     generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation
+    world = distributed.world_size()
     n_batches = math.ceil(len(train) / settings.batch_size)
-    bar = EpochProgress(label, n_batches, epoch, settings.epochs, enabled=progress)
+    bar = EpochProgress(label, n_batches, epoch, settings.epochs, enabled=progress if distributed.is_main() else False)
     method.train()
     sums: dict[str, torch.Tensor] = {}
     seen = 0
     lr = optimizer.param_groups[0]["lr"]
     started = time.perf_counter()
-    for step, batch in enumerate(
-        iterate_batches(train, settings.batch_size, normalizer, generator, device, settings.augment)
-    ):
-        losses = method.losses(batch)
-        total = torch.stack(list(losses.values())).sum()
+    batches = iterate_batches(
+        train, settings.batch_size, normalizer, generator, plan.device, settings.augment,
+        rank=distributed.rank(), world_size=world, memory_format=plan.memory_format,
+    )
+    for step, batch in enumerate(batches):
+        with plan.autocast():
+            losses = runner(batch)  # Method.forward = Method.losses, through DDP when distributed
+        total = torch.stack([v.float() for v in losses.values()]).sum()
         if not torch.isfinite(total):
             values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
             raise TrainingError(
                 f"{label}: non-finite loss at epoch {epoch}, batch {step + 1} ({values}); "
                 "try a lower learning rate"
             )
+        b = batch.x.shape[0]
+        # DDP averages gradients over ranks; weighting each rank's mean loss by its share of
+        # the global batch makes that average the gradient of the global batch's mean loss.
+        share = b * world / batch.global_size if world > 1 and batch.global_size else 1.0
         optimizer.zero_grad(set_to_none=True)
-        total.backward()
+        (total * share).backward()
         optimizer.step()
         losses.update(method.auxiliary_step(batch))  # e.g. the imitation game's discriminator update
-        b = batch.x.shape[0]
         seen += b
         for name, value in losses.items():
-            sums[name] = sums.get(name, 0.0) + value.detach() * b
+            sums[name] = sums.get(name, 0.0) + value.detach().float() * b
         sums["loss"] = sums.get("loss", 0.0) + total.detach() * b  # the student's objective only
         bar.advance()
     elapsed = time.perf_counter() - started
+    names = list(sums)  # the same insertion order on every rank
+    if world > 1:  # logged losses are over the global batches, as one process would log them
+        reduced = distributed.all_reduce_sum(torch.stack([torch.as_tensor(sums[k], dtype=torch.float64).cpu() for k in names] + [torch.tensor(float(seen), dtype=torch.float64)]))
+        sums = {k: reduced[i] for i, k in enumerate(names)}
+        seen = int(reduced[-1].item())
     record: dict[str, Any] = {"epoch": epoch, "lr": lr}
-    record.update({("train_loss" if k == "loss" else f"train_{k}"): float(v) / max(seen, 1) for k, v in sums.items()})
+    record.update({("train_loss" if k == "loss" else f"train_{k}"): float(sums[k]) / max(seen, 1) for k in names})
     record.update(epoch_time_s=elapsed, images_per_s=seen / elapsed if elapsed > 0 else float("nan"))
     bar.close()
     return record

@@ -76,6 +76,10 @@ class Method(nn.Module):
         """Named scalar losses for ``batch``; the engine minimises their sum."""
         raise NotImplementedError
 
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        """``losses(batch)``: what a module wrapper (DistributedDataParallel) calls."""
+        return self.losses(batch)
+
     def setup(self, data: TrainingSet, normalizer: Normalizer, device: torch.device, batch_size: int, pretrain: bool) -> None:
         """A setup stage before the optimisers are built (e.g. factor transfer builds its
         translators from the feature shapes and pre-trains its paraphraser). ``pretrain`` is

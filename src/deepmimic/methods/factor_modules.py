@@ -80,8 +80,10 @@ def factor_transfer_loss(
     scratch (measured: 34.0% vs 48.5-54.1% on our CPU-scale CIFAR-10, docs/results/feed-cifar10.md).
     To use ``"sum"``, divide beta by C*H*W.
     """
-    t = F.normalize(teacher_factor.flatten(1), dim=1)
-    s = F.normalize(student_factor.flatten(1), dim=1)
+    # float32 whatever autocast chose for the convolutions: the norms of C*H*W-element
+    # factors lose their small differences in bf16.
+    t = F.normalize(teacher_factor.flatten(1).float(), dim=1)
+    s = F.normalize(student_factor.flatten(1).float(), dim=1)
     per_sample = (t - s).abs().pow(p).sum(dim=1)  # (B,)
     if reduction == "mean":
         per_sample = per_sample / t.shape[1]

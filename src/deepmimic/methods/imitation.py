@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepmimic import distributed
 from deepmimic.data.batches import Batch
 from deepmimic.errors import ConfigError
 from deepmimic.methods.base import Method
@@ -103,6 +104,14 @@ class Imitation(Method):
         return torch.softmax(torch.log(probs.clamp_min(1e-12)) / self.adv_temperature, dim=1)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+        if self.der_weight > 0:
+            # The derivative loss compares input-gradients from a double backward pass; in
+            # bf16 they lose most of their digits, so this method opts out of autocast.
+            with torch.autocast(batch.x.device.type, enabled=False):
+                return self._losses(batch)
+        return self._losses(batch)
+
+    def _losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         derivative = self.der_weight > 0
         x = batch.x.detach().requires_grad_(True) if derivative else batch.x
         student_logits = self.student(x)  # (B, K)
@@ -151,6 +160,7 @@ class Imitation(Method):
         )
         self._disc_optimizer.zero_grad(set_to_none=True)  # also clears grads the student's adv term left on D
         loss.backward()
+        distributed.average_gradients(self.discriminator.parameters())  # D is stepped outside DDP
         self._disc_optimizer.step()
         return {"disc": loss.detach()}
 

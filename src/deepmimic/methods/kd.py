@@ -22,7 +22,7 @@ from deepmimic.teachers.base import Teacher
 def kd_loss(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float) -> torch.Tensor:
     """T^2 * mean_i KL(p_t^T[i] || softmax(z_s[i] / T)); zero when the distributions match."""
     target = temper(teacher_probs, temperature)
-    log_q = F.log_softmax(student_logits / temperature, dim=1)
+    log_q = F.log_softmax(student_logits.float() / temperature, dim=1)  # float32 under autocast too
     return F.kl_div(log_q, target, reduction="batchmean") * temperature**2
 
 

@@ -35,7 +35,7 @@ def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor
 
     student_logits: (B, K) raw scores. teacher_probs: (B, K) rows summing to 1.
     """
-    log_q = F.log_softmax(student_logits / temperature, dim=1)
+    log_q = F.log_softmax(student_logits.float() / temperature, dim=1)  # float32 under autocast too
     return -(temper(teacher_probs, temperature) * log_q).sum(dim=1).mean() * (temperature**2)
 
 

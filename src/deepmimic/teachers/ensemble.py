@@ -41,3 +41,10 @@ class EnsembleTeacher:
         for member in self.members:
             member.to(device)
         return self
+
+    def compile(self) -> None:
+        """Compile every member that can be compiled (white-box modules)."""
+        for member in self.members:
+            compile_member = getattr(member, "compile", None)
+            if callable(compile_member):
+                compile_member()

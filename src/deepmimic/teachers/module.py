@@ -39,3 +39,7 @@ class ModuleTeacher:
     def to(self, device: torch.device) -> ModuleTeacher:
         self.module.to(device)
         return self
+
+    def compile(self) -> None:
+        """torch.compile the module in place (``TrainSettings.compile_teacher``)."""
+        self.module.compile()
