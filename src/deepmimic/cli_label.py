@@ -34,8 +34,16 @@ def parse_options(pairs: list[str] | None) -> dict[str, str]:
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
+    from deepmimic import distributed
+
+    with distributed.process_group("cpu"):  # under torchrun: each rank labels a block of rows
+        return _label(args)
+
+
+def _label(args: argparse.Namespace) -> int:
+    from deepmimic import distributed
     from deepmimic.data.spec import open_unlabeled
-    from deepmimic.labeling_job import label_dataset
+    from deepmimic.labeling_job import label_dataset_sharded
     from deepmimic.teachers.blackbox import BudgetExhaustedError
     from deepmimic.teachers.spec import open_teacher
 
@@ -47,7 +55,7 @@ def _cmd_label(args: argparse.Namespace) -> int:
     data = open_unlabeled(args.data, args.split)
     teacher = open_teacher(args.teacher, options, images=data.images)
     try:
-        summary = label_dataset(
+        summary = label_dataset_sharded(
             teacher,
             data.images,
             args.out,
@@ -60,6 +68,8 @@ def _cmd_label(args: argparse.Namespace) -> int:
         close = getattr(teacher, "close", None)
         if callable(close):
             close()
+    if not distributed.is_main():
+        return 0
     print(
         f"{summary['labeled']}/{summary['rows']} images of {data.name} labelled by {summary['source']} "
         f"({summary['from_log']} from the query log, {summary['queried']} queried, {summary['seconds']:.1f} s)"

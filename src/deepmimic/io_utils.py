@@ -29,13 +29,14 @@ def _current_umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike[str], *, every_rank: bool = False) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     The temporary file is removed if the body raises. On a rank other than 0 of a
-    distributed run, the body writes to a scratch file that is then discarded.
+    distributed run, the body writes to a scratch file that is then discarded, unless
+    ``every_rank`` says the file is this rank's own (a shard, a per-rank query log).
     """
-    if not distributed.is_main():
+    if not every_rank and not distributed.is_main():
         with tempfile.TemporaryDirectory(prefix="deepmimic-rank-") as scratch:
             yield Path(scratch) / Path(path).name
         return

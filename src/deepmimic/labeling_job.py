@@ -18,6 +18,7 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
+from deepmimic import distributed
 from deepmimic.errors import TeacherError
 from deepmimic.io_utils import atomic_path
 from deepmimic.teachers.blackbox import BudgetExhaustedError, ImageLabeler, check_images, run_labeler
@@ -31,9 +32,12 @@ def default_log_path(out_path: str | os.PathLike[str]) -> Path:
     return Path(f"{out_path}.querylog")
 
 
-def write_probs(path: str | os.PathLike[str], probs: torch.Tensor) -> None:
-    """Save probabilities (N, K) as a float32 ``.npy``, atomically (temp name, fsync, rename)."""
-    with atomic_path(path) as tmp:
+def write_probs(path: str | os.PathLike[str], probs: torch.Tensor, *, every_rank: bool = False) -> None:
+    """Save probabilities (N, K) as a float32 ``.npy``, atomically (temp name, fsync, rename).
+
+    ``every_rank``: write on every rank of a distributed job (each rank's own shard file).
+    """
+    with atomic_path(path, every_rank=every_rank) as tmp:
         with open(tmp, "wb") as handle:
             np.save(handle, probs.detach().cpu().numpy().astype(np.float32))
             handle.flush()
@@ -49,6 +53,7 @@ def label_dataset(
     progress: bool | None = None,
     budget: int | None = None,
     stream: TextIO | None = None,
+    every_rank: bool = False,
 ) -> dict[str, Any]:
     """Label uint8 ``images`` (N, C, H, W) with ``teacher``; write probabilities (N, K) to ``out_path``.
 
@@ -62,6 +67,7 @@ def label_dataset(
         budget: the most rows the teacher may be asked about, counting rows in the log from
             earlier sessions (default: the teacher's ``budget`` attribute, if any; None = no limit).
         stream: where progress goes (default stderr).
+        every_rank: write ``out_path`` on every rank (a shard of :func:`label_dataset_sharded`).
 
     Returns a summary: ``rows`` (N), ``labeled`` (rows with an answer now), ``from_log``
     (answered in earlier sessions), ``queried`` (answered in this one), ``budget``,
@@ -101,7 +107,7 @@ def label_dataset(
         labeled = log.count
         complete = labeled == n
         if complete:
-            write_probs(out, log.probs)
+            write_probs(out, log.probs, every_rank=every_rank)
     return {
         "rows": n,
         "labeled": labeled,
@@ -115,4 +121,60 @@ def label_dataset(
         "source": teacher.source,
         "num_classes": k,
         "seconds": round(time.monotonic() - start, 3),
+    }
+
+
+def shard_path(path: str | os.PathLike[str], rank: int, world: int) -> Path:
+    """``probs.npy`` -> ``probs.npy.rank0-of-2``: where one rank's share of a sharded job goes."""
+    return Path(f"{path}.rank{rank}-of-{world}")
+
+
+def label_dataset_sharded(
+    teacher: ImageLabeler,
+    images: torch.Tensor,
+    out_path: str | os.PathLike[str],
+    log_path: str | os.PathLike[str] | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: bool | None = None,
+    budget: int | None = None,
+) -> dict[str, Any]:
+    """:func:`label_dataset` split across the ranks of a torchrun job, merged into one file.
+
+    Rank r labels its contiguous block of rows (:func:`deepmimic.distributed.shard_range`)
+    with its own query log (``<log>.rank{r}-of-{W}``) and shard (``<out>.rank{r}-of-{W}``),
+    and gets its block's share of the budget. Once every shard is complete, rank 0
+    concatenates them in row order into ``out_path`` (atomically) and removes the shards;
+    the logs stay, so a rerun with the same number of processes resumes each block.
+    Without torchrun this is :func:`label_dataset`.
+    """
+    if not distributed.is_distributed():
+        return label_dataset(teacher, images, out_path, log_path, batch_size, progress, budget)
+    r, w, n = distributed.rank(), distributed.world_size(), int(images.shape[0])
+    start, stop = distributed.shard_range(n)
+    log = Path(log_path) if log_path is not None else default_log_path(out_path)
+    share = None
+    if budget is not None:
+        b_start, b_stop = distributed.shard_range(budget)
+        share = b_stop - b_start
+    summary = label_dataset(
+        teacher, images[start:stop], shard_path(out_path, r, w), shard_path(log, r, w), batch_size,
+        progress if distributed.is_main() else False, share, every_rank=True,
+    )
+    counts = distributed.all_reduce_sum(torch.tensor(
+        [summary["labeled"], summary["from_log"], summary["queried"], int(summary["complete"]), int(summary["budget_exhausted"])],
+        dtype=torch.int64,
+    ))
+    labeled, from_log, queried, complete_shards, exhausted = (int(v) for v in counts.tolist())
+    complete = complete_shards == w
+    if complete and distributed.is_main():
+        parts = [torch.from_numpy(np.load(shard_path(out_path, q, w))) for q in range(w)]
+        write_probs(out_path, torch.cat(parts))
+        for q in range(w):
+            shard_path(out_path, q, w).unlink(missing_ok=True)
+    distributed.barrier()
+    return {
+        **summary,
+        "rows": n, "labeled": labeled, "from_log": from_log, "queried": queried, "budget": budget,
+        "budget_exhausted": exhausted > 0, "complete": complete, "out": str(out_path) if complete else None,
+        "log": f"{shard_path(log, 0, w)} .. {shard_path(log, w - 1, w)}", "shards": w,
     }

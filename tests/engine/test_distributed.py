@@ -15,16 +15,19 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
+from torch import nn
 
 from deepmimic import distributed
 from deepmimic.config import parse_config
+from deepmimic.data import load_dataset
 from deepmimic.data.batches import Normalizer, TrainingSet, iterate_batches
 from deepmimic.io_utils import write_json
 from deepmimic.pipelines.deepmimic import run_pipeline
-from pipeline_configs import tiny_config
+from pipeline_configs import tiny_config, write_blobs_npz
 
 
 def test_shard_range_covers_every_row_once() -> None:
@@ -103,16 +106,18 @@ def _config(tmp_path: Path, out: str, student_epochs: int) -> dict:
     return cfg
 
 
-def _torchrun(config_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+def _torchrun_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``torchrun --standalone --nproc-per-node 2 -m deepmimic ARGS`` (gloo on the CPU)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "deepmimic", "run", str(config_path), "--no-progress", *extra,
-    ]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "deepmimic", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     return done
+
+
+def _torchrun(config_path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return _torchrun_cli("run", str(config_path), "--no-progress", *extra)
 
 
 def _losses(run: Path, stage: str) -> list[float]:
@@ -150,3 +155,25 @@ def test_torchrun_two_cpu_processes_match_one_and_resume(tmp_path: Path) -> None
     for s1, s2 in zip(results_one["students"], results_two["students"]):
         assert s2["accuracy"] == pytest.approx(s1["accuracy"], abs=0.05)
     assert not list(two.rglob("*.tmp")), "a half-written file was left behind"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_torchrun_label_shards_the_rows_and_merges_one_file(tmp_path: Path) -> None:
+    data = write_blobs_npz(tmp_path / "blobs.npz")
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 4)).eval()
+    onnx_path = tmp_path / "teacher.onnx"
+    torch.onnx.export(model, (torch.zeros(2, 1, 8, 8),), str(onnx_path), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False)
+    images = load_dataset("npz", data).train.images  # (240, 1, 8, 8)
+    with torch.no_grad():
+        expected = torch.softmax(model(images.float() / 255), dim=1).numpy()
+
+    out = tmp_path / "probs.npy"
+    done = _torchrun_cli("label", "--teacher", str(onnx_path), "--data", f"npz:{data}", "--out", str(out), "--batch-size", "50", "--no-progress")
+    assert done.stdout.count("240/240 images") == 1  # one summary, from rank 0
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
+    assert not list(tmp_path.glob("probs.npy.rank*")), "the shards are merged and removed"
+    logs = sorted(p.name for p in tmp_path.glob("probs.npy.querylog.rank*"))
+    assert logs == ["probs.npy.querylog.rank0-of-2", "probs.npy.querylog.rank1-of-2"]
+    again = _torchrun_cli("label", "--teacher", str(onnx_path), "--data", f"npz:{data}", "--out", str(out), "--no-progress")
+    assert "240 from the query log, 0 queried" in again.stdout  # resumed: nothing sent twice

@@ -153,7 +153,7 @@ class QueryLog:
     def _create(self) -> None:
         raw = json.dumps(self.header, sort_keys=True).encode("utf-8")
         try:
-            with atomic_path(self.path) as tmp:
+            with atomic_path(self.path, every_rank=True) as tmp:  # one log per process
                 with open(tmp, "wb") as handle:
                     handle.write(MAGIC + _U32x2.pack(len(raw), zlib.crc32(raw)) + raw)
                     handle.flush()
