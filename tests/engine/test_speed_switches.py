@@ -1,0 +1,92 @@
+"""Speed switches: how "auto" resolves per device, and that bf16 autocast, channels_last and
+compile train correctly; losses that need float32 stay float32 under autocast."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from deepmimic.data.batches import Batch, Normalizer, TrainingSet
+from deepmimic.engine.checkpoint import load_weights
+from deepmimic.engine.settings import TrainSettings
+from deepmimic.engine.trainer import WEIGHTS_NAME, SpeedPlan, fit
+from deepmimic.methods import Imitation, Supervised
+from deepmimic.methods.factor_modules import factor_transfer_loss
+from deepmimic.methods.soft_label import soft_cross_entropy
+from deepmimic.teachers import ModuleTeacher
+from synthetic import make_blobs_dataset
+
+
+def test_auto_means_on_for_cuda_and_off_for_cpu() -> None:
+    auto = TrainSettings()
+    cuda = SpeedPlan.resolve(auto, torch.device("cuda", 0))
+    assert cuda.autocast_dtype is torch.bfloat16 and cuda.memory_format is torch.channels_last and cuda.data_on_device
+    cpu = SpeedPlan.resolve(auto, torch.device("cpu"))
+    assert cpu.autocast_dtype is None and cpu.memory_format is torch.contiguous_format and not cpu.data_on_device
+    forced = SpeedPlan.resolve(TrainSettings(precision="bf16", channels_last=True, data_on_device=True), torch.device("cpu"))
+    assert forced.autocast_dtype is torch.bfloat16 and forced.memory_format is torch.channels_last
+    assert not forced.data_on_device  # the CPU's memory is already where the data are
+    off = SpeedPlan.resolve(TrainSettings(precision="fp32", channels_last=False, data_on_device=False), torch.device("cuda", 0))
+    assert off.autocast_dtype is None and off.memory_format is torch.contiguous_format and not off.data_on_device
+
+
+def tiny_cnn() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 16, 4))
+
+
+@pytest.mark.parametrize("switches", [{"precision": "bf16"}, {"channels_last": True}, {"precision": "bf16", "channels_last": True}])
+def test_training_with_switches_learns(switches: dict, tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ds, test = make_blobs_dataset(n_per_class=30), make_blobs_dataset(n_per_class=10, seed=1)
+    model = tiny_cnn()
+    settings = TrainSettings(batch_size=16, lr=0.1, epochs=4, device="cpu", **switches)
+    result = fit(Supervised(model), TrainingSet(ds.images, {"labels": ds.labels}), Normalizer.fit(ds.images), settings,
+                 test=test, run_dir=tmp_path, progress=False)
+    assert result.final["test_accuracy"] >= 0.9
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast never changes the weights' dtype
+    fresh = tiny_cnn()
+    load_weights(tmp_path / WEIGHTS_NAME, fresh)  # saved weights load into a plain (contiguous) model
+    x = torch.randn(2, 1, 8, 8)
+    assert torch.allclose(fresh(x), model.to(memory_format=torch.contiguous_format)(x), atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.jit internals imported by the compiler
+def test_compile_trains_and_keeps_parameter_names(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    ds = make_blobs_dataset(n_per_class=20)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    names = list(model.state_dict())
+    settings = TrainSettings(batch_size=16, lr=0.1, epochs=2, device="cpu", compile=True)
+    result = fit(Supervised(model), TrainingSet(ds.images, {"labels": ds.labels}), Normalizer.fit(ds.images), settings,
+                 run_dir=tmp_path, progress=False)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert list(model.state_dict()) == names  # nn.Module.compile keeps names: checkpoints stay portable
+
+
+def test_float32_losses_under_bf16_autocast() -> None:
+    torch.manual_seed(0)
+    logits, probs = torch.randn(6, 5), torch.softmax(torch.randn(6, 5), dim=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        soft = soft_cross_entropy(logits.bfloat16(), probs)
+        factor = factor_transfer_loss(torch.randn(6, 3, 4, 4).bfloat16(), torch.randn(6, 3, 4, 4).bfloat16())
+    assert soft.dtype == torch.float32 and factor.dtype == torch.float32
+    assert soft.item() == pytest.approx(soft_cross_entropy(logits.bfloat16().float(), probs).item(), rel=1e-6)
+
+
+def test_derivative_loss_is_computed_in_float32_under_autocast() -> None:
+    def net(seed: int) -> nn.Module:
+        torch.manual_seed(seed)
+        return nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(48, 5))
+
+    x = torch.randn(4, 1, 4, 4)
+    batch = Batch(x=x, targets={}, index=torch.arange(4))
+    method = Imitation(net(0), ModuleTeacher(net(1), 5), rec_weight=1.0, der_weight=1.0, adv_weight=0.0, exact_jacobian=True)
+    plain = method.losses(batch)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = method.losses(batch)
+    assert mixed["der"].dtype == torch.float32
+    assert mixed["der"].item() == pytest.approx(plain["der"].item(), rel=1e-6)
+    assert mixed["rec"].item() == pytest.approx(plain["rec"].item(), rel=1e-6)
