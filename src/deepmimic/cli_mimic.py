@@ -34,7 +34,12 @@ def _cmd_mimic(args: argparse.Namespace) -> int:
         label_only=args.label_only, compare_label_only=args.compare_label_only, budget=args.budget, subset=args.subset, evaluate_test=not args.no_test,
         student_options=student_options, train=train, command=shlex.join(["deepmimic", *args.argv]),
     )
-    results = run_mimic(opts, progress=False if args.no_progress else None)
+    from deepmimic import distributed
+
+    with distributed.process_group(str(train.get("device") or "auto")):  # torchrun: shard labelling, train data-parallel
+        results = run_mimic(opts, progress=False if args.no_progress else None)
+        if not distributed.is_main():
+            return 0
     report = build_report(args.out)
     queries = results["queries"]
     print()

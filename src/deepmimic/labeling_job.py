@@ -22,7 +22,7 @@ from deepmimic import distributed
 from deepmimic.errors import TeacherError
 from deepmimic.io_utils import atomic_path
 from deepmimic.teachers.blackbox import BudgetExhaustedError, ImageLabeler, check_images, run_labeler
-from deepmimic.teachers.query_log import QueryLog, fingerprint_images
+from deepmimic.teachers.query_log import QueryLog, fingerprint_images, read_query_log
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -176,5 +176,21 @@ def label_dataset_sharded(
         **summary,
         "rows": n, "labeled": labeled, "from_log": from_log, "queried": queried, "budget": budget,
         "budget_exhausted": exhausted > 0, "complete": complete, "out": str(out_path) if complete else None,
-        "log": f"{shard_path(log, 0, w)} .. {shard_path(log, w - 1, w)}", "shards": w,
+        "log": f"{shard_path(log, 0, w)} .. {shard_path(log, w - 1, w)}",
+        "shard_logs": [str(shard_path(log, q, w)) for q in range(w)],
     }
+
+
+def read_answers(summary: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows (M,) in increasing order, probs (M, K)) answered so far, from the query log(s) of a
+    :func:`label_dataset` or :func:`label_dataset_sharded` summary (whose shard rows are local)."""
+    logs = summary.get("shard_logs") or [summary["log"]]
+    all_rows, all_probs = [], []
+    for q, path in enumerate(logs):
+        _, rows, probs = read_query_log(path)
+        start, _ = distributed.shard_range(int(summary["rows"]), q, len(logs))
+        all_rows.append(rows + start)
+        all_probs.append(probs)
+    rows, probs = torch.cat(all_rows), torch.cat(all_probs)
+    order = rows.argsort()
+    return rows[order], probs[order]

@@ -177,3 +177,32 @@ def test_torchrun_label_shards_the_rows_and_merges_one_file(tmp_path: Path) -> N
     assert logs == ["probs.npy.querylog.rank0-of-2", "probs.npy.querylog.rank1-of-2"]
     again = _torchrun_cli("label", "--teacher", str(onnx_path), "--data", f"npz:{data}", "--out", str(out), "--no-progress")
     assert "240 from the query log, 0 queried" in again.stdout  # resumed: nothing sent twice
+
+
+def test_torchrun_runs_the_feed_pipeline_and_mimic(tmp_path: Path) -> None:
+    feed = {
+        "pipeline": "feed", "output_dir": str(tmp_path / "feed"),
+        "data": {"name": "npz", "root": str(write_blobs_npz(tmp_path / "blobs.npz"))},
+        "model": "c-bn-mp-c-s", "model_options": {"conv_channels": 6},
+        "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "device": "cpu"},
+        "scratch_seeds": [0, 1], "sfeed": {"stacks": 3, "beta": 10.0, "paraphraser_epochs": 1}, "pfeed": {"beta": 10.0},
+    }
+    path = tmp_path / "feed.yaml"
+    path.write_text(yaml.safe_dump(feed))
+    done = _torchrun(path)
+    assert done.stdout.count("| sFEED stack 3 | sfeed |") == 1
+    out = Path(feed["output_dir"])
+    for stage in ("scratch-seed-0", "pfeed-k-2", "sfeed-stack-3"):  # each trained once, by both ranks together
+        assert len((out / stage / "metrics.jsonl").read_text().splitlines()) == 2
+
+    # mimic: a trained stage folder as the black box; labelling sharded, students data-parallel.
+    run_pipeline(parse_config(_config(tmp_path, "teacher", student_epochs=1)), progress=False)
+    data = tmp_path / "blobs.npz"
+    done = _torchrun_cli(
+        "mimic", "--teacher", str(tmp_path / "teacher" / "mentor"), "--data", f"npz:{data}", "--student", "fc-s",
+        "--student-option", "fc_units=16", "--epochs", "2", "--batch-size", "16", "--out", str(tmp_path / "mimic"), "--no-progress",
+    )
+    assert "queries sent to the teacher: 320 (240 unlabelled images labelled, 80 test images)" in done.stdout
+    results = json.loads((tmp_path / "mimic" / "results.json").read_text())
+    assert results["students"][0]["agreement"] >= 0.9
+    assert len((tmp_path / "mimic" / "students" / "student" / "metrics.jsonl").read_text().splitlines()) == 2

@@ -37,12 +37,11 @@ from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
 from deepmimic.io_utils import slugify, write_json, write_text
-from deepmimic.labeling_job import default_log_path, label_dataset
+from deepmimic.labeling_job import default_log_path, label_dataset_sharded, read_answers
 from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
 from deepmimic.teachers.cached import CachedTeacher
 from deepmimic.teachers.label_only import one_hot_top1
-from deepmimic.teachers.query_log import read_query_log
 from deepmimic.teachers.spec import open_teacher, teacher_kind
 
 
@@ -67,18 +66,18 @@ class MimicOptions:
 
 
 def _answered(summary: dict[str, Any], num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(rows (M,), probs (M, K)) the teacher has answered, read from the query log (budget case)."""
-    _, rows, probs = read_query_log(summary["log"])
+    """(rows (M,), probs (M, K)) the teacher has answered, read from the query log(s) (budget case)."""
+    rows, probs = read_answers(summary)
     if probs.shape[1] != num_classes:
         raise TeacherError(f"{summary['log']}: the query log holds {probs.shape[1]} classes, expected {num_classes}")
-    order = rows.argsort()
-    return rows[order], probs[order]
+    return rows, probs
 
 
 def _label(teacher: Any, images: torch.Tensor, path: Path, budget: int | None, opts: MimicOptions, what: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Label ``images`` through the teacher's query log; (answered rows, their probs, summary)."""
     print(f"[mimic] labelling {len(images)} {what} images with {teacher.source}", flush=True)
-    summary = label_dataset(teacher, images, path, default_log_path(path), batch_size=opts.label_batch_size, budget=budget)
+    # Under torchrun each rank asks about its own block of rows (its own query log).
+    summary = label_dataset_sharded(teacher, images, path, default_log_path(path), batch_size=opts.label_batch_size, budget=budget)
     if summary["complete"]:
         import numpy as np  # noqa: PLC0415 (only here)
 
