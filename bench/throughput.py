@@ -5,7 +5,10 @@ optimiser, batch size and in-memory data; epochs of the two are measured alterna
 one process so drift in machine load hits both equally. Prints images/s of each and
 the ratio engine / bare (target >= 0.95).
 
-    python bench/throughput.py [--model mnist-mentor] [--batch-size 64] [--rounds 5]
+    python bench/throughput.py [--model mnist-mentor] [--batch-size 64] [--rounds 5] [--device cuda]
+
+On CUDA both loops keep the data on the GPU and run in float32 (the engine's bf16 and
+channels_last switches are turned off here: bench/speed_switches.py measures those).
 """
 
 from __future__ import annotations
@@ -28,19 +31,21 @@ from deepmimic.models import create_model
 
 def bare_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
                norm: Normalizer, batch_size: int, seed: int) -> float:
-    """One epoch of the plainest loop we would write by hand; returns seconds."""
-    mean = torch.tensor(norm.mean).view(1, -1, 1, 1)
-    std = torch.tensor(norm.std).view(1, -1, 1, 1)
+    """One epoch of the plainest loop we would write by hand (data already on the model's device); returns seconds."""
+    mean = torch.tensor(norm.mean, device=images.device).view(1, -1, 1, 1)
+    std = torch.tensor(norm.std, device=images.device).view(1, -1, 1, 1)
     model.train()
     start = time.perf_counter()
     perm = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(seed))
     for i in range(0, images.shape[0], batch_size):
-        idx = perm[i : i + batch_size]
+        idx = perm[i : i + batch_size].to(images.device)
         x = (images[idx].float() / 255.0 - mean) / std
         loss = F.cross_entropy(model(x), labels[idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    if images.is_cuda:
+        torch.cuda.synchronize()
     return time.perf_counter() - start
 
 
@@ -51,33 +56,36 @@ def main() -> int:
     parser.add_argument("--root", default=None)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
+    device = torch.device(args.device)
 
     data = load_dataset(args.dataset, args.root).train
     norm = Normalizer.fit(data.images)
     torch.manual_seed(0)
     init = create_model(args.model, data.in_shape, data.num_classes)
-    bare_model, engine_model = copy.deepcopy(init), copy.deepcopy(init)
+    bare_model, engine_model = copy.deepcopy(init).to(device), copy.deepcopy(init)
     settings = TrainSettings(epochs=1, batch_size=args.batch_size, lr=0.01, momentum=0.9, weight_decay=5e-4,
-                             schedule="constant", device="cpu")
+                             schedule="constant", device=args.device, precision="fp32", channels_last=False)
+    bare_images, bare_labels = data.images.to(device), data.labels.to(device)
     bare_opt = torch.optim.SGD(bare_model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     method = Supervised(engine_model)
     train_set = TrainingSet(data.images, {"labels": data.labels})
     n = len(data)
 
     # Warm-up one epoch each (allocator, kernels), then alternate measured epochs.
-    bare_epoch(bare_model, bare_opt, data.images, data.labels, norm, args.batch_size, seed=0)
+    bare_epoch(bare_model, bare_opt, bare_images, bare_labels, norm, args.batch_size, seed=0)
     fit(method, train_set, norm, settings, progress=False, label="warmup")
     bare_rates, engine_rates = [], []
     for r in range(args.rounds):
-        bare_rates.append(n / bare_epoch(bare_model, bare_opt, data.images, data.labels, norm, args.batch_size, seed=r))
+        bare_rates.append(n / bare_epoch(bare_model, bare_opt, bare_images, bare_labels, norm, args.batch_size, seed=r))
         t0 = time.perf_counter()
         fit(method, train_set, norm, settings.model_copy(update={"seed": r}), progress=False, label="engine")
         engine_rates.append(n / (time.perf_counter() - t0))
         print(f"round {r + 1}: bare {bare_rates[-1]:.0f} img/s, engine {engine_rates[-1]:.0f} img/s", file=sys.stderr)
 
     bare, engine = statistics.median(bare_rates), statistics.median(engine_rates)
-    print(f"model={args.model} data={args.dataset} ({n} images) batch={args.batch_size} threads={torch.get_num_threads()} torch={torch.__version__}")
+    print(f"model={args.model} data={args.dataset} ({n} images) batch={args.batch_size} device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}")
     print(f"bare loop: {bare:.0f} images/s (median of {args.rounds})")
     print(f"engine:    {engine:.0f} images/s (median of {args.rounds})")
     print(f"ratio engine/bare: {engine / bare:.3f}")
