@@ -63,6 +63,22 @@ def test_onnx_round_trip_matches_pytorch(trained: TrainedModel, tmp_path: Path) 
     assert meta["deepmimic.name"] == "Student-A"
 
 
+def test_exported_onnx_reloads_as_an_onnx_teacher_with_the_same_predictions(trained: TrainedModel, tmp_path: Path) -> None:
+    from deepmimic.teachers.onnx_teacher import OnnxTeacher
+
+    out = tmp_path / "student.onnx"
+    export_onnx(trained, out, batch_size=4)
+    images = _test_images(trained)
+    teacher = OnnxTeacher(out, output_name="probs")  # the file takes pixels / 255 (the default "unit" scale)
+    got = teacher.label_batch(images)
+    want = trained.probs(images)
+    assert teacher.num_classes == trained.num_classes
+    assert (got - want).abs().max().item() < 1e-4
+    assert torch.equal(got.argmax(1), want.argmax(1))
+    auto = OnnxTeacher(out)  # first output = logits, detected as such and softmaxed
+    assert (auto.label_batch(images) - want).abs().max().item() < 1e-4
+
+
 @pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
 def test_torchscript_round_trip_matches_pytorch(trained: TrainedModel, tmp_path: Path) -> None:
     out = tmp_path / "student.pt"
