@@ -44,8 +44,12 @@ def forward_seconds(model: torch.nn.Module, x: torch.Tensor, repeats: int = 5) -
     model(x)
     times = []
     for _ in range(repeats):
+        if x.is_cuda:
+            torch.cuda.synchronize()
         t0 = time.perf_counter()
         model(x)
+        if x.is_cuda:
+            torch.cuda.synchronize()  # time the kernels, not their launch
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -17,6 +17,7 @@ The conventions (see docs/scaling.md):
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -83,15 +84,16 @@ def init_from_environment(device: str = "auto") -> ProcessGroupInfo:
     except (KeyError, ValueError) as exc:
         raise ConfigError(f"distributed launch: RANK/WORLD_SIZE/LOCAL_RANK are missing or not integers ({exc})") from exc
     use_cuda = device != "cpu" and torch.cuda.is_available()
-    backend = "nccl" if use_cuda else "gloo"
+    # NCCL for CUDA tensors, gloo for CPU ones (soft-label gathers, counters, CPU stages).
+    backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
     if use_cuda:
         torch.cuda.set_device(local % torch.cuda.device_count())
-    else:
-        # torchrun sets OMP_NUM_THREADS=1 per process; share the cores among the local processes otherwise.
-        local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-        if "OMP_NUM_THREADS" not in os.environ:
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
-    dist.init_process_group(backend=backend)
+    # Ranks meet after labelling blocks of rows that may take very different times (a
+    # resumed query log, a slow endpoint): the default 10-30 minute timeout is too short.
+    timeout = datetime.timedelta(seconds=float(os.environ.get("DEEPMIMIC_DIST_TIMEOUT_S", 6 * 3600)))
+    # torchrun sets OMP_NUM_THREADS=1 for every process when it starts several: on a CPU,
+    # N processes then use N cores (docs/scaling.md); set OMP_NUM_THREADS to change that.
+    dist.init_process_group(backend=backend, timeout=timeout)
     _INFO = ProcessGroupInfo(rank=rank_, world_size=world, local_rank=local, backend=backend)
     return _INFO
 
@@ -124,11 +126,16 @@ def shutdown() -> None:
 
 
 def resolve_rank_device(name: str) -> torch.device:
-    """The training device of this rank: under NCCL, ``cuda:LOCAL_RANK`` replaces "auto"/"cuda"."""
+    """The training device of this rank: under torchrun, "auto"/"cuda" mean ``cuda:LOCAL_RANK``."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(name)
-    if device.type == "cuda" and device.index is None and is_distributed():
+    if device.type == "cuda" and is_distributed():
+        if device.index is not None:
+            raise ConfigError(
+                f"device '{name}': under torchrun each process trains on its own GPU (cuda:LOCAL_RANK); "
+                "set device: auto or cuda, and choose GPUs with CUDA_VISIBLE_DEVICES"
+            )
         return torch.device("cuda", _INFO.local_rank % torch.cuda.device_count())
     return device
 
@@ -138,17 +145,13 @@ def barrier() -> None:
         dist.barrier()
 
 
-def _collective_device(reference: torch.Tensor) -> torch.device:
-    return torch.device("cuda", torch.cuda.current_device()) if _INFO.backend == "nccl" else reference.device
-
-
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """The element-wise sum of ``tensor`` over ranks (a copy; the input is left as it was)."""
     if not is_distributed():
         return tensor.clone()
-    work = tensor.detach().to(_collective_device(tensor)).clone()
+    work = tensor.detach().clone()  # CPU tensors go through gloo, CUDA ones through NCCL
     dist.all_reduce(work, op=dist.ReduceOp.SUM)
-    return work.to(tensor.device)
+    return work
 
 
 def average_gradients(parameters: Iterable[torch.nn.Parameter]) -> None:
@@ -182,10 +185,29 @@ def all_gather_rows(local: torch.Tensor, total_rows: int) -> torch.Tensor:
     w = _INFO.world_size
     sizes = [shard_range(total_rows, r, w) for r in range(w)]
     longest = max(stop - start for start, stop in sizes)
-    device = _collective_device(local)
-    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=device)
-    padded[: local.shape[0]] = local.to(device)
+    padded = torch.zeros((longest, *local.shape[1:]), dtype=local.dtype, device=local.device)
+    padded[: local.shape[0]] = local
     gathered = [torch.empty_like(padded) for _ in range(w)]
     dist.all_gather(gathered, padded)
-    parts = [g[: stop - start] for g, (start, stop) in zip(gathered, sizes)]
-    return torch.cat(parts).to(local.device)
+    return torch.cat([g[: stop - start] for g, (start, stop) in zip(gathered, sizes)])
+
+
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Copy rank 0's buffers (BatchNorm running statistics) to every rank, in place.
+
+    DDP broadcasts buffers at the start of each forward pass, so after the last training
+    step every rank still holds the statistics of its own share; this makes the model
+    that is evaluated, used as a teacher and hashed for the soft-label cache the same on
+    every rank (rank 0's, which is the one saved).
+    """
+    if not is_distributed():
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=0)
+
+
+def all_true(flag: bool) -> bool:
+    """Whether ``flag`` holds on every rank (a collective: every rank must call it)."""
+    if not is_distributed():
+        return flag
+    return int(all_reduce_sum(torch.tensor([int(bool(flag))])).item()) == _INFO.world_size

@@ -147,19 +147,35 @@ def label_dataset_sharded(
     the logs stay, so a rerun with the same number of processes resumes each block.
     Without torchrun this is :func:`label_dataset`.
     """
-    if not distributed.is_distributed():
-        return label_dataset(teacher, images, out_path, log_path, batch_size, progress, budget)
     r, w, n = distributed.rank(), distributed.world_size(), int(images.shape[0])
-    start, stop = distributed.shard_range(n)
     log = Path(log_path) if log_path is not None else default_log_path(out_path)
-    share = None
-    if budget is not None:
-        b_start, b_stop = distributed.shard_range(budget)
-        share = b_stop - b_start
-    summary = label_dataset(
-        teacher, images[start:stop], shard_path(out_path, r, w), shard_path(log, r, w), batch_size,
-        progress if distributed.is_main() else False, share, every_rank=True,
-    )
+    _refuse_other_layouts(log, w)
+    if w == 1:
+        return label_dataset(teacher, images, out_path, log, batch_size, progress, budget)
+    quiet = None if distributed.is_main() else open(os.devnull, "w")  # noqa: SIM115 - closed below
+    try:
+        if isinstance(getattr(teacher, "num_rows", None), int):
+            # A predictions file answers by row and costs no queries: every rank reads it
+            # whole (its own log); rank 0 writes the output.
+            summary = label_dataset(teacher, images, out_path, shard_path(log, r, w), batch_size, progress, budget, stream=quiet)
+            distributed.barrier()
+            return summary
+        if budget is None:
+            budget = getattr(teacher, "budget", None)  # the teacher's own cap is for the whole job
+        share = None
+        if budget is not None:
+            b_start, b_stop = distributed.shard_range(budget)
+            share = b_stop - b_start
+            if hasattr(teacher, "budget"):
+                teacher.budget = share  # type: ignore[union-attr]  # each process may send only its share
+        start, stop = distributed.shard_range(n)
+        summary = label_dataset(
+            teacher, images[start:stop], shard_path(out_path, r, w), shard_path(log, r, w), batch_size,
+            progress, share, stream=quiet, every_rank=True,
+        )
+    finally:
+        if quiet is not None:
+            quiet.close()
     counts = distributed.all_reduce_sum(torch.tensor(
         [summary["labeled"], summary["from_log"], summary["queried"], int(summary["complete"]), int(summary["budget_exhausted"])],
         dtype=torch.int64,
@@ -179,6 +195,19 @@ def label_dataset_sharded(
         "log": f"{shard_path(log, 0, w)} .. {shard_path(log, w - 1, w)}",
         "shard_logs": [str(shard_path(log, q, w)) for q in range(w)],
     }
+
+
+def _refuse_other_layouts(log: Path, world: int) -> None:
+    """A job's query logs are per process count; refuse to start afresh beside another layout's
+    answers (they would be asked again and the budget spent twice)."""
+    found = sorted(p.name for p in log.parent.glob(f"{log.name}.rank*-of-*") if not p.name.endswith(f"-of-{world}"))
+    if world > 1 and log.exists():  # the single-process log
+        found.insert(0, log.name)
+    if found:
+        raise TeacherError(
+            f"{log.parent}: query logs of a run with another number of processes exist ({', '.join(found[:3])}); "
+            f"run again with that number of processes to resume, or move them away to start over"
+        )
 
 
 def read_answers(summary: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -25,7 +25,9 @@ from deepmimic import distributed
 from deepmimic.config import parse_config
 from deepmimic.data import load_dataset
 from deepmimic.data.batches import Normalizer, TrainingSet, iterate_batches
+from deepmimic.errors import TeacherError
 from deepmimic.io_utils import write_json
+from deepmimic.labeling_job import label_dataset_sharded
 from deepmimic.pipelines.deepmimic import run_pipeline
 from pipeline_configs import tiny_config, write_blobs_npz
 
@@ -63,11 +65,11 @@ def test_rank_shares_rebuild_the_global_batches_with_their_augmentation() -> Non
             assert part.global_size == whole.index.numel()
 
 
-def test_a_global_batch_smaller_than_the_world_is_skipped() -> None:
-    data = TrainingSet(torch.zeros(9, 1, 2, 2, dtype=torch.uint8))
+def test_a_final_global_batch_too_small_to_share_is_skipped() -> None:
+    data = TrainingSet(torch.zeros(11, 1, 2, 2, dtype=torch.uint8))
     norm = Normalizer((0.0,), (1.0,))
     got = list(iterate_batches(data, 4, norm, torch.Generator().manual_seed(0), torch.device("cpu"), rank=1, world_size=2))
-    assert [b.index.numel() for b in got] == [2, 2]  # the last global batch has 1 row < 2 ranks
+    assert [b.index.numel() for b in got] == [2, 2]  # the last global batch has 3 rows: one rank would get 1
 
 
 def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -106,13 +108,13 @@ def _config(tmp_path: Path, out: str, student_epochs: int) -> dict:
     return cfg
 
 
-def _torchrun_cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _torchrun_cli(*args: str, expect_ok: bool = True) -> subprocess.CompletedProcess[str]:
     """``torchrun --standalone --nproc-per-node 2 -m deepmimic ARGS`` (gloo on the CPU)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "deepmimic", *args]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert (done.returncode == 0) == expect_ok, done.stderr[-3000:]
     return done
 
 
@@ -160,6 +162,8 @@ def test_torchrun_two_cpu_processes_match_one_and_resume(tmp_path: Path) -> None
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_torchrun_label_shards_the_rows_and_merges_one_file(tmp_path: Path) -> None:
     data = write_blobs_npz(tmp_path / "blobs.npz")
+    from deepmimic.teachers.onnx_teacher import OnnxTeacher
+
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 4)).eval()
     onnx_path = tmp_path / "teacher.onnx"
@@ -169,15 +173,42 @@ def test_torchrun_label_shards_the_rows_and_merges_one_file(tmp_path: Path) -> N
         expected = torch.softmax(model(images.float() / 255), dim=1).numpy()
 
     out = tmp_path / "probs.npy"
-    done = _torchrun_cli("label", "--teacher", str(onnx_path), "--data", f"npz:{data}", "--out", str(out), "--batch-size", "50", "--no-progress")
+    label = ["label", "--teacher", str(onnx_path), "--data", f"npz:{data}", "--out", str(out), "--batch-size", "16", "--no-progress"]
+    # A budget of 100 is the whole job's: 50 per process, so the job stops at 100 of 240.
+    stopped = _torchrun_cli(*label, "--budget", "100", expect_ok=False)
+    assert "query budget of 100 samples reached: 100 of 240 images labelled" in stopped.stderr
+    assert not out.exists()
+    done = _torchrun_cli(*label)
     assert done.stdout.count("240/240 images") == 1  # one summary, from rank 0
+    assert "100 from the query log, 140 queried" in done.stdout
     np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
     assert not list(tmp_path.glob("probs.npy.rank*")), "the shards are merged and removed"
     logs = sorted(p.name for p in tmp_path.glob("probs.npy.querylog.rank*"))
     assert logs == ["probs.npy.querylog.rank0-of-2", "probs.npy.querylog.rank1-of-2"]
-    again = _torchrun_cli("label", "--teacher", str(onnx_path), "--data", f"npz:{data}", "--out", str(out), "--no-progress")
+    again = _torchrun_cli(*label)
     assert "240 from the query log, 0 queried" in again.stdout  # resumed: nothing sent twice
+    # One process would not see the two-process logs and would ask again: refused instead.
+    teacher = OnnxTeacher(onnx_path)
+    with pytest.raises(TeacherError, match="another number of processes"):
+        label_dataset_sharded(teacher, images, out)
 
+
+def test_torchrun_batchnorm_mentor_agrees_across_ranks_and_reuses_its_cache(tmp_path: Path) -> None:
+    """BatchNorm statistics are rank 0's on every rank after training, so both ranks hash the
+    same mentor, hit the same soft-label cache on a rerun, and nobody waits in a collective."""
+    cfg = tiny_config(tmp_path, name="bn")
+    cfg["train"].update(epochs=2)
+    cfg["mentor"]["model"] = "c-bn-mp-fc-s"
+    cfg["students"] = cfg["students"][:1]
+    cfg["cache_dir"] = str(tmp_path / "cache")
+    path = tmp_path / "bn.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    first = _torchrun(path)
+    assert "soft labels computed" in first.stdout
+    cfg["output_dir"] = str(tmp_path / "rerun")  # a new run, same mentor seed and data: same weights
+    path.write_text(yaml.safe_dump(cfg))
+    second = _torchrun(path)
+    assert "read from cache" in second.stdout
 
 def test_torchrun_runs_the_feed_pipeline_and_mimic(tmp_path: Path) -> None:
     feed = {

@@ -20,8 +20,10 @@ from deepmimic.teachers import ModuleTeacher
 from synthetic import make_blobs_dataset
 
 
-def test_auto_means_on_for_cuda_and_off_for_cpu() -> None:
+def test_auto_means_on_for_cuda_and_off_for_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
     auto = TrainSettings()
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     cuda = SpeedPlan.resolve(auto, torch.device("cuda", 0))
     assert cuda.autocast_dtype is torch.bfloat16 and cuda.memory_format is torch.channels_last and cuda.data_on_device
     cpu = SpeedPlan.resolve(auto, torch.device("cpu"))
@@ -31,6 +33,9 @@ def test_auto_means_on_for_cuda_and_off_for_cpu() -> None:
     assert not forced.data_on_device  # the CPU's memory is already where the data are
     off = SpeedPlan.resolve(TrainSettings(precision="fp32", channels_last=False, data_on_device=False), torch.device("cuda", 0))
     assert off.autocast_dtype is None and off.memory_format is torch.contiguous_format and not off.data_on_device
+    # A GPU that only emulates bf16 (pre-Ampere) keeps float32 under "auto".
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+    assert SpeedPlan.resolve(auto, torch.device("cuda", 0)).autocast_dtype is None
 
 
 def tiny_cnn() -> nn.Module:
@@ -90,3 +95,14 @@ def test_derivative_loss_is_computed_in_float32_under_autocast() -> None:
     assert mixed["der"].dtype == torch.float32
     assert mixed["der"].item() == pytest.approx(plain["der"].item(), rel=1e-6)
     assert mixed["rec"].item() == pytest.approx(plain["rec"].item(), rel=1e-6)
+
+
+def test_compile_is_refused_for_a_derivative_loss() -> None:
+    from deepmimic.errors import ConfigError
+
+    torch.manual_seed(0)
+    ds = make_blobs_dataset(n_per_class=4)
+    teacher = ModuleTeacher(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), 4)
+    method = Imitation(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), teacher, der_weight=1.0)
+    with pytest.raises(ConfigError, match="cannot be compiled"):
+        fit(method, TrainingSet(ds.images, {}), Normalizer.fit(ds.images), TrainSettings(epochs=1, compile=True, device="cpu"), progress=False)

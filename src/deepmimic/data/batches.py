@@ -144,7 +144,8 @@ def iterate_batches(
     With ``world_size > 1`` (data parallelism) every rank draws the same permutation and
     augmentation numbers and keeps rows ``rank::world_size`` of each global batch of
     ``batch_size``; ``Batch.global_size`` tells the engine how to weight its share. A
-    final global batch smaller than ``world_size`` is skipped (a rank would get no rows).
+    final global batch of fewer than ``2 * world_size`` rows is skipped on every rank (a
+    rank would get no row, or a single one, which BatchNorm cannot train on).
     """
     if augment not in AUGMENTATIONS:
         raise DataError(f"unknown augmentation '{augment}', expected one of {', '.join(AUGMENTATIONS)}")
@@ -155,7 +156,7 @@ def iterate_batches(
         idx = order[start : start + batch_size]  # (B,) the global batch
         draws = draw_crop_flip(idx.numel(), 4, generator) if augment == "crop-flip" else None
         if world_size > 1:
-            if idx.numel() < world_size:
+            if idx.numel() < 2 * world_size:
                 continue
             idx = idx[rank::world_size]
             draws = tuple(d[rank::world_size] for d in draws) if draws is not None else None

@@ -36,7 +36,7 @@ from deepmimic.engine.checkpoint import load_checkpoint, save_checkpoint, save_w
 from deepmimic.engine.optim import build_optimizer, build_scheduler
 from deepmimic.engine.progress import EpochProgress, print_epoch_line
 from deepmimic.engine.settings import TrainSettings
-from deepmimic.errors import TeacherError, TrainingError
+from deepmimic.errors import ConfigError, TeacherError, TrainingError
 from deepmimic.eval.metrics import evaluate
 from deepmimic.io_utils import atomic_open
 from deepmimic.methods.base import Method
@@ -64,7 +64,9 @@ class SpeedPlan:
     @classmethod
     def resolve(cls, settings: TrainSettings, device: torch.device) -> SpeedPlan:
         cuda = device.type == "cuda"
-        bf16 = settings.precision == "bf16" or (settings.precision == "auto" and cuda)
+        # "auto" takes bf16 only where the GPU computes it natively (Ampere and newer).
+        native_bf16 = cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        bf16 = settings.precision == "bf16" or (settings.precision == "auto" and native_bf16)
         channels_last = settings.channels_last is True or (settings.channels_last == "auto" and cuda)
         on_device = settings.data_on_device is True or (settings.data_on_device == "auto" and cuda)
         return cls(
@@ -78,8 +80,8 @@ class SpeedPlan:
         return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None)
 
     def describe(self) -> dict[str, Any]:
+        """What ran, for metrics records: precision, memory format, data placement, processes."""
         return {
-            "device": str(self.device),
             "precision": "bf16" if self.autocast_dtype is not None else "fp32",
             "channels_last": self.memory_format is torch.channels_last,
             "data_on_device": self.data_on_device,
@@ -131,6 +133,11 @@ def fit(
     checkpoint found in ``run_dir`` (a finished run returns its history at once).
     """
     check_targets(method, train)
+    if settings.compile and not method.supports_compile():
+        raise ConfigError(
+            f"method {type(method).__name__} as configured cannot be compiled (torch.compile has no double "
+            "backward, which its derivative loss needs); set compile: false"
+        )
     device = distributed.resolve_rank_device(settings.device)
     plan = SpeedPlan.resolve(settings, device)
     method.to_device(device)
@@ -155,12 +162,14 @@ def fit(
         if writes:
             _rewrite_metrics(run_dir, result.history)
     runner = _parallel_runner(method, device)
-    _compile(method, settings)
+    method.compile_for_speed(student=settings.compile, teacher=settings.compile_teacher)
     test_images = test.images.to(device) if test is not None and plan.data_on_device else (test.images if test is not None else None)
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
         record = _train_one_epoch(method, runner, train, normalizer, settings, plan, optimizer, epoch, label, progress)
         scheduler.step()
+        distributed.broadcast_buffers(method)  # rank 0's BatchNorm statistics on every rank
+        record.update(plan.describe())
         if test is not None and (epoch % settings.eval_every == 0 or epoch == settings.epochs):
             ev = evaluate(method.student, test_images, test.labels, normalizer, device, settings.eval_batch_size)
             record.update(test_loss=ev.loss, test_accuracy=ev.accuracy)
@@ -196,16 +205,9 @@ def _parallel_runner(method: Method, device: torch.device) -> torch.nn.Module:
     if not distributed.is_distributed():
         return method
     device_ids = [device.index] if device.type == "cuda" else None
-    return DistributedDataParallel(method, device_ids=device_ids, broadcast_buffers=True)
-
-
-def _compile(method: Method, settings: TrainSettings) -> None:
-    """Compile the student (and the teacher when asked) in place; parameter names stay the same."""
-    if settings.compile:
-        method.student.compile()
-    teacher_compile = getattr(method._teacher, "compile", None)
-    if settings.compile_teacher and callable(teacher_compile):
-        teacher_compile()
+    return DistributedDataParallel(
+        method, device_ids=device_ids, broadcast_buffers=True, find_unused_parameters=method.has_unused_parameters()
+    )
 
 
 def _train_one_epoch(
@@ -221,8 +223,10 @@ def _train_one_epoch(
     progress: bool | None,
 ) -> dict[str, Any]:
     seed = epoch_seed(settings.seed, epoch)
-    torch.manual_seed(seed)  # dropout and any other use of the global RNG
-    generator = torch.Generator().manual_seed(seed)  # shuffling and augmentation
+    # Dropout and other uses of the global RNG: a stream of its own per rank (rank 0's is
+    # the single-process one); shuffling and augmentation: one stream shared by all ranks.
+    torch.manual_seed((seed + distributed.rank()) % (2**63 - 1))
+    generator = torch.Generator().manual_seed(seed)
     world = distributed.world_size()
     n_batches = math.ceil(len(train) / settings.batch_size)
     bar = EpochProgress(label, n_batches, epoch, settings.epochs, enabled=progress if distributed.is_main() else False)
@@ -239,10 +243,12 @@ def _train_one_epoch(
         with plan.autocast():
             losses = runner(batch)  # Method.forward = Method.losses, through DDP when distributed
         total = torch.stack([v.float() for v in losses.values()]).sum()
-        if not torch.isfinite(total):
+        finite = bool(torch.isfinite(total)) if world == 1 else distributed.all_true(bool(torch.isfinite(total)))
+        if not finite:  # on every rank at once, so no rank is left waiting in a collective
             values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+            where = f" on rank {distributed.rank()}'s share" if world > 1 else ""
             raise TrainingError(
-                f"{label}: non-finite loss at epoch {epoch}, batch {step + 1} ({values}); "
+                f"{label}: non-finite loss at epoch {epoch}, batch {step + 1}{where} ({values}); "
                 "try a lower learning rate"
             )
         b = batch.x.shape[0]

@@ -97,6 +97,23 @@ class Method(nn.Module):
         """Runs after the engine's optimiser step on every batch; returns losses to log."""
         return {}
 
+    def has_unused_parameters(self) -> bool:
+        """True when some trainable parameter gets no gradient from ``losses`` (e.g. a student
+        head whose logits no loss term uses); DDP must then look for them every step."""
+        return False
+
+    def supports_compile(self) -> bool:
+        """Whether the student may be compiled (torch.compile has no double backward)."""
+        return True
+
+    def compile_for_speed(self, *, student: bool, teacher: bool) -> None:
+        """torch.compile the student and/or a white-box teacher in place (parameter names stay)."""
+        if student:
+            self.student.compile()
+        compile_teacher = getattr(self._teacher, "compile", None)
+        if teacher and callable(compile_teacher):
+            compile_teacher()
+
     def to_device(self, device: torch.device) -> Method:
         """Move the method (student and extra modules) and its teacher to ``device``."""
         self.to(device)

@@ -72,6 +72,9 @@ class FactorTransfer(Method):
     def labels_required(self) -> bool:
         return self.ce_weight > 0
 
+    def has_unused_parameters(self) -> bool:
+        return self.ce_weight == 0  # the layers after student_layer then get no gradient
+
     @staticmethod
     def _module_key(key: str) -> str:
         return key.replace(".", "__")  # ModuleDict keys cannot contain dots

@@ -111,6 +111,9 @@ class Imitation(Method):
                 return self._losses(batch)
         return self._losses(batch)
 
+    def supports_compile(self) -> bool:
+        return self.der_weight == 0  # the derivative loss needs a double backward through the student
+
     def _losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         derivative = self.der_weight > 0
         x = batch.x.detach().requires_grad_(True) if derivative else batch.x
@@ -136,7 +139,8 @@ class Imitation(Method):
             real = self._disc_view(teacher.logits, teacher.probs).detach()
             score = self.discriminator(fake, condition)
             out["adv"] = self.adv_weight * F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
-            self._pending = (fake.detach(), real, condition)
+            # float32: the discriminator's step runs outside autocast
+            self._pending = (fake.detach().float(), real.float(), condition)
         return out
 
     def optimized_parameters(self) -> Iterator[nn.Parameter]:

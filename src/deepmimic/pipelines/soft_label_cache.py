@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from deepmimic import distributed
 from deepmimic.data.batches import Normalizer
 from deepmimic.io_utils import atomic_path
 
@@ -32,16 +33,29 @@ def soft_label_key(mentor: torch.nn.Module, images: torch.Tensor, normalizer: No
     return digest.hexdigest()
 
 
+def _read_cache(path: Path, key: str) -> torch.Tensor | None:
+    if not path.exists():
+        return None
+    try:
+        stored = load_file(str(path))
+        if stored.get("key_check") is not None and bytes(stored["key_check"].tolist()).decode() == key:
+            return stored["probs"]
+    except Exception:  # an unreadable cache entry is recomputed, never trusted
+        pass
+    return None
+
+
 def cached_soft_labels(cache_dir: Path, key: str, compute: Callable[[], torch.Tensor]) -> tuple[torch.Tensor, bool]:
-    """Return (probs, was_cached); compute and store them atomically on a miss."""
+    """Return (probs, was_cached); compute and store them atomically on a miss.
+
+    Under torchrun every rank reads the cache, and it counts as a hit only when it is one
+    on every rank: ``compute`` may be a collective (sharded labelling) that all must join.
+    """
     path = cache_dir / f"soft-labels-{key[:32]}.safetensors"
-    if path.exists():
-        try:
-            stored = load_file(str(path))
-            if stored.get("key_check") is not None and bytes(stored["key_check"].tolist()).decode() == key:
-                return stored["probs"], True
-        except Exception:  # an unreadable cache entry is recomputed, never trusted
-            pass
+    stored = _read_cache(path, key)
+    if distributed.all_true(stored is not None):
+        assert stored is not None
+        return stored, True
     probs = compute()
     key_check = torch.tensor(list(key.encode()), dtype=torch.uint8)
     with atomic_path(path) as tmp:
