@@ -194,6 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Commands that join torchrun's process group; the others would run once per process.
+DISTRIBUTED_COMMANDS = frozenset({"run", "demo", "label", "mimic"})
+
+
+def _check_launcher(command: str) -> None:
+    from deepmimic import distributed
+    from deepmimic.errors import ConfigError
+
+    if distributed.launched_by_torchrun() and command not in DISTRIBUTED_COMMANDS:
+        raise ConfigError(
+            f"'deepmimic {command}' does not run under torchrun (each process would do the whole job); "
+            f"commands that do: {', '.join(sorted(DISTRIBUTED_COMMANDS))}"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -203,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _check_launcher(args.command)
         return int(args.func(args))
     except DeepMimicError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -237,3 +237,12 @@ def test_torchrun_runs_the_feed_pipeline_and_mimic(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "mimic" / "results.json").read_text())
     assert results["students"][0]["agreement"] >= 0.9
     assert len((tmp_path / "mimic" / "students" / "student" / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_commands_that_cannot_run_distributed_say_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from deepmimic.cli import main
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert main(["models"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: 'deepmimic models' does not run under torchrun") and len(err.splitlines()) == 1
