@@ -41,11 +41,6 @@ class ProcessGroupInfo:
 _INFO = ProcessGroupInfo()
 
 
-def info() -> ProcessGroupInfo:
-    """This process's :class:`ProcessGroupInfo` (rank 0 of 1 when not distributed)."""
-    return _INFO
-
-
 def rank() -> int:
     return _INFO.rank
 

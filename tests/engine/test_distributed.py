@@ -25,10 +25,11 @@ from deepmimic import distributed
 from deepmimic.config import parse_config
 from deepmimic.data import load_dataset
 from deepmimic.data.batches import Normalizer, TrainingSet, iterate_batches
-from deepmimic.errors import TeacherError
+from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.io_utils import write_json
-from deepmimic.labeling_job import label_dataset_sharded
+from deepmimic.labeling_job import label_dataset_sharded, read_answers
 from deepmimic.pipelines.deepmimic import run_pipeline
+from deepmimic.teachers.query_log import QueryLog
 from pipeline_configs import tiny_config, write_blobs_npz
 
 
@@ -79,6 +80,29 @@ def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(distributed, "_INFO", distributed.ProcessGroupInfo(rank=0, world_size=2, backend="gloo"))
     write_json(tmp_path / "results.json", {"a": 1})
     assert json.loads((tmp_path / "results.json").read_text()) == {"a": 1}
+
+
+def test_an_explicit_gpu_index_is_refused_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(distributed, "_INFO", distributed.ProcessGroupInfo(rank=1, world_size=2, local_rank=1, backend="gloo"))
+    with pytest.raises(ConfigError, match="each process trains on its own GPU"):
+        distributed.resolve_rank_device("cuda:1")
+    assert distributed.resolve_rank_device("cpu") == torch.device("cpu")
+
+
+def test_read_answers_puts_each_shard_log_back_at_its_rows(tmp_path: Path) -> None:
+    n, k = 7, 3  # blocks of 4 and 3 rows
+    probs = torch.softmax(torch.randn(n, k, generator=torch.Generator().manual_seed(0)), dim=1)
+    logs = []
+    for q in range(2):
+        start, stop = distributed.shard_range(n, q, 2)
+        path = tmp_path / f"log.rank{q}-of-2"
+        with QueryLog(path, source="t", num_classes=k, num_rows=stop - start) as log:
+            answered = torch.arange(stop - start)[::2]  # a budget stopped each block halfway
+            log.append(answered, probs[start:stop][answered])
+        logs.append(str(path))
+    rows, got = read_answers({"rows": n, "log": "unused", "shard_logs": logs})
+    assert rows.tolist() == [0, 2, 4, 6]  # local rows 0, 2 of block 0; local rows 0, 2 of block 1 (= 4, 6)
+    assert torch.allclose(got, probs[rows])
 
 
 def test_not_distributed_without_a_launcher(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -246,3 +270,57 @@ def test_commands_that_cannot_run_distributed_say_so(monkeypatch: pytest.MonkeyP
     assert main(["models"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: 'deepmimic models' does not run under torchrun") and len(err.splitlines()) == 1
+
+
+PFEED_WITHOUT_CE = """
+import torch
+from torch import nn
+from deepmimic import distributed
+from deepmimic.data.batches import Normalizer, TrainingSet
+from deepmimic.engine import TrainSettings, fit
+from deepmimic.methods import ParallelFeed
+from deepmimic.teachers import EnsembleTeacher, ModuleTeacher
+
+class Net(nn.Module):
+    def __init__(self, seed, width=4):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.features = nn.Sequential(nn.Conv2d(1, width, 3, padding=1), nn.ReLU())
+        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, 4))
+    def forward(self, x):
+        return self.head(self.features(x))
+
+with distributed.process_group("cpu"):
+    images = torch.randint(0, 256, (64, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    teachers = EnsembleTeacher([ModuleTeacher(Net(s, 5), 4, feature_layers=["features"]) for s in (1, 2)])
+    method = ParallelFeed(Net(0), teachers, beta=1.0, ce_weight=0.0)  # the head gets no gradient
+    result = fit(method, TrainingSet(images, {}), Normalizer.fit(images), TrainSettings(epochs=2, batch_size=16, device="cpu"), progress=False)
+    if distributed.is_main():
+        print("FT", [round(r["train_ft"], 6) for r in result.history])
+"""
+
+
+def test_torchrun_trains_a_method_whose_head_gets_no_gradient(tmp_path: Path) -> None:
+    """pFEED without its cross-entropy term leaves the student's head without gradients; the
+    method says so, and DDP looks for unused parameters instead of failing on step 2."""
+    script = tmp_path / "pfeed.py"
+    script.write_text(PFEED_WITHOUT_CE)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", str(script)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("FT "))
+    losses = json.loads(line[3:])
+    assert len(losses) == 2 and losses[1] < losses[0]
+
+
+def test_torchrun_label_with_a_predictions_file_is_not_sharded(tmp_path: Path) -> None:
+    data = write_blobs_npz(tmp_path / "blobs.npz")
+    given = np.random.default_rng(0).random((240, 4)).astype(np.float32) + 0.05
+    given /= given.sum(axis=1, keepdims=True)
+    np.save(tmp_path / "given.npy", given)
+    out = tmp_path / "probs.npy"
+    done = _torchrun_cli("label", "--teacher", str(tmp_path / "given.npy"), "--data", f"npz:{data}", "--out", str(out), "--no-progress")
+    assert done.stdout.count("240/240 images") == 1
+    np.testing.assert_array_equal(np.load(out), given)

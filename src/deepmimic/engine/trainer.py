@@ -163,7 +163,9 @@ def fit(
             _rewrite_metrics(run_dir, result.history)
     runner = _parallel_runner(method, device)
     method.compile_for_speed(student=settings.compile, teacher=settings.compile_teacher)
-    test_images = test.images.to(device) if test is not None and plan.data_on_device else (test.images if test is not None else None)
+    test_images = None
+    if test is not None:
+        test_images = test.images.to(device) if plan.data_on_device else test.images
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
         record = _train_one_epoch(method, runner, train, normalizer, settings, plan, optimizer, epoch, label, progress)
@@ -267,7 +269,8 @@ def _train_one_epoch(
     elapsed = time.perf_counter() - started
     names = list(sums)  # the same insertion order on every rank
     if world > 1:  # logged losses are over the global batches, as one process would log them
-        reduced = distributed.all_reduce_sum(torch.stack([torch.as_tensor(sums[k], dtype=torch.float64).cpu() for k in names] + [torch.tensor(float(seen), dtype=torch.float64)]))
+        local = [torch.as_tensor(sums[k], dtype=torch.float64).cpu() for k in names] + [torch.tensor(float(seen), dtype=torch.float64)]
+        reduced = distributed.all_reduce_sum(torch.stack(local))  # (len(names) + 1,)
         sums = {k: reduced[i] for i, k in enumerate(names)}
         seen = int(reduced[-1].item())
     record: dict[str, Any] = {"epoch": epoch, "lr": lr}
