@@ -97,6 +97,11 @@ def test_serve_builds_the_app_and_prints_the_url(
     images = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8)
     assert client.post("/v1/predict", json=encode_images(images), headers=auth).status_code == 200
     assert client.post("/v1/predict", json=encode_images(images.repeat(2, 1, 1, 1)), headers=auth).status_code == 413
+    # Hostile bodies get a one-line JSON 400 (issue 12: 1,000 nested '[' was a RecursionError and a plain-text 500).
+    for hostile in (b"[" * 1000 + b"]" * 1000, b'{"images": ' + b"1" * 10_000 + b"}", b"NaN", b""):
+        response = client.post("/v1/predict", content=hostile, headers={**auth, "content-type": "application/json"})
+        assert response.status_code == 400 and "\n" not in response.json()["detail"], response.text
+    assert client.post("/v1/predict", json=encode_images(images), headers=auth).status_code == 200
 
 
 def test_serve_reports_a_busy_port(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
