@@ -11,9 +11,10 @@ import shlex
 import sys
 from importlib import resources
 from pathlib import Path
-from typing import Sequence
+from typing import NoReturn, Sequence
 
 from deepmimic import __version__
+from deepmimic.cli_types import positive_int
 from deepmimic.errors import DeepMimicError
 
 BUILTIN_CONFIGS = "deepmimic.builtin_configs"
@@ -34,6 +35,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         overrides.append(f"output_dir={args.out}")
     config = load_config(args.config, overrides)
     progress = False if args.no_progress else None
+    restart = list(args.restart_stage or [])
     command = shlex.join(["deepmimic", *args.argv])
     # Under torchrun: join the process group; ranks other than 0 compute but stay quiet and write nothing.
     train_settings = config.train if config.pipeline == "feed" else config.mentor.train
@@ -41,10 +43,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if config.pipeline == "feed":
             from deepmimic.pipelines.feed import feed_table, run_feed
 
-            results = run_feed(config, resume=args.resume, progress=progress, command=command)
+            results = run_feed(config, resume=args.resume, restart=restart, progress=progress, command=command)
             table = feed_table(results)
         else:
-            results = run_pipeline(config, resume=args.resume, progress=progress, command=command)
+            results = run_pipeline(config, resume=args.resume, restart=restart, progress=progress, command=command)
             table = results_table(results)
         if not distributed.is_main():
             return 0
@@ -136,8 +138,16 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one ``error: ...`` line on stderr and exit 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="deepmimic",
         description="Mentor-student training: a smaller student that matches a teacher, trained without labels.",
     )
@@ -147,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     def add_run_options(p: argparse.ArgumentParser) -> None:
         p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. --set students.0.train.epochs=3 (repeatable)")
         p.add_argument("--out", metavar="DIR", help="output directory (same as --set output_dir=DIR)")
-        p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints")
+        p.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoints (refused if a stage's inputs changed)")
+        p.add_argument("--restart-stage", action="append", metavar="NAME", help="with --resume: retrain this stage (and the stages that learn from it) from scratch; 'all' for every stage (repeatable)")
         p.add_argument("--no-progress", action="store_true", help="plain per-epoch lines instead of progress bars")
 
     run = sub.add_parser("run", help="run an experiment from a YAML config", description="Run the DeepMimic pipeline described by a YAML config.")
@@ -168,10 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("experiment", choices=EXPERIMENTS)
     repro.add_argument("--data-dir", default="../shared/data", help="folder holding mnist/, cifar-10-batches-bin/, tiny-imagenet/, ood-tinyimagenet-32.npz")
     repro.add_argument("--dataset", default="cifar10", choices=sorted(LADDERS), help="dataset of the split-ratio / unbalanced / out-of-domain / inference-time / imitation-table runs")
-    repro.add_argument("--epochs", type=int, default=None, help="mentor epochs, students get half (default 10; the config's own for imitation-table and feed-tables)")
-    repro.add_argument("--subset", type=int, default=None, help="stratified training subset size")
-    repro.add_argument("--test-subset", type=int, default=None, help="stratified test subset size")
-    repro.add_argument("--seeds", type=int, default=1, help="runs per point (mean +- std)")
+    repro.add_argument("--epochs", type=positive_int, default=None, help="mentor epochs, students get half (default 10; the config's own for imitation-table and feed-tables)")
+    repro.add_argument("--subset", type=positive_int, default=None, help="stratified training subset size")
+    repro.add_argument("--test-subset", type=positive_int, default=None, help="stratified test subset size")
+    repro.add_argument("--seeds", type=positive_int, default=1, help="runs per point (mean +- std)")
     repro.add_argument("--students", default=None, metavar="LETTERS", help="which students, e.g. ab (default: the whole ladder; a for the sweeps)")
     repro.add_argument("--no-one-hot", action="store_true", help="ladders: skip the students trained on true one-hot labels")
     repro.add_argument("--resume", action="store_true", help="keep finished points, continue interrupted ones")
@@ -186,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     layers = sub.add_parser("layers", help="list a model's module names with output shapes (for feature hooks)", description="List every module of a model with its output shape and parameters; the names are what feature-level methods hook (e.g. student_layer).")
     layers.add_argument("model", help="preset name (e.g. resnet20) or architecture notation")
     layers.add_argument("--in-shape", metavar="C,H,W", help="input shape (required for notation)")
-    layers.add_argument("--classes", type=int, default=None, help="number of classes (required for notation)")
+    layers.add_argument("--classes", type=positive_int, default=None, help="number of classes (required for notation)")
     layers.set_defaults(func=_cmd_layers)
     from deepmimic.cli_serve import register as register_serve; register_serve(sub)  # noqa: E702 (serve, export)
     from deepmimic.cli_label import register as register_label; register_label(sub)  # noqa: E702 (label)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from deepmimic.cli_types import non_negative_int, positive_int
 from deepmimic.errors import TeacherError
 from deepmimic.labeling_job import DEFAULT_BATCH_SIZE
 
@@ -47,7 +48,12 @@ def _label(args: argparse.Namespace) -> int:
     from deepmimic.teachers.blackbox import BudgetExhaustedError
     from deepmimic.teachers.spec import open_teacher
 
+    from deepmimic.io_utils import check_output_file
+
     options = parse_options(args.option)
+    check_output_file(args.out, "--out")  # before any query: a run that cannot write its answers must not pay for them
+    if args.log is not None:
+        check_output_file(args.log, "--log")
     if args.batch_size < 1:
         raise TeacherError(f"--batch-size must be at least 1, got {args.batch_size}")
     if args.budget is not None and args.budget < 0:
@@ -104,8 +110,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="teacher option, repeatable: layout=nhwc, scale=byte, mean=..., std=..., outputs=logits (ONNX); "
         "timeout=, retries=, concurrency=, token_env=, num_classes= (HTTP); label_only=true (any)",
     )
-    label.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"images per teacher call (default {DEFAULT_BATCH_SIZE})")
-    label.add_argument("--budget", type=int, default=None, metavar="N", help="most images to send to the teacher, counting earlier runs in the query log")
+    label.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"images per teacher call (default {DEFAULT_BATCH_SIZE})")
+    label.add_argument("--budget", type=non_negative_int, default=None, metavar="N", help="most images to send to the teacher, counting earlier runs in the query log")
     label.add_argument("--log", default=None, metavar="PATH", help="query log (default: OUT.querylog)")
     label.add_argument("--no-progress", action="store_true", help="plain progress lines instead of a progress bar")
     label.set_defaults(func=_cmd_label)

@@ -12,13 +12,13 @@ import argparse
 import shlex
 from pathlib import Path
 
+from deepmimic.cli_types import non_negative_int, positive_float, positive_int
 from deepmimic.errors import ConfigError
 
 
 def _cmd_mimic(args: argparse.Namespace) -> int:
-    import yaml
-
     from deepmimic.cli_label import parse_options
+    from deepmimic.yaml_safe import load_yaml
     from deepmimic.pipelines.mimic import MimicOptions, run_mimic
     from deepmimic.pipelines.results_table import results_table
     from deepmimic.report import build_report
@@ -27,7 +27,7 @@ def _cmd_mimic(args: argparse.Namespace) -> int:
         raise ConfigError(f"--budget must be non-negative, got {args.budget}")
     student_options = {}
     for key, value in parse_options(args.student_option).items():
-        student_options[key] = yaml.safe_load(value)
+        student_options[key] = load_yaml(value)
     train = {"epochs": args.epochs, "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr, "seed": args.seed}
     opts = MimicOptions(
         teacher=args.teacher, data=args.data, student=args.student, out=args.out, teacher_options=parse_options(args.option),
@@ -67,13 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--student-option", action="append", metavar="KEY=VALUE", help="model option, e.g. conv_channels=16 (repeatable)")
     p.add_argument("--label-only", action="store_true", help="use only the teacher's top-1 class (the defended setting)")
     p.add_argument("--compare-label-only", action="store_true", help="also train a student on the top-1 class of the same answers (no extra queries): the report shows the gap")
-    p.add_argument("--budget", type=int, default=None, help="most unlabelled images to send to the teacher")
-    p.add_argument("--subset", type=int, default=None, help="a random subset of the unlabelled images")
+    p.add_argument("--budget", type=non_negative_int, default=None, help="most unlabelled images to send to the teacher")
+    p.add_argument("--subset", type=positive_int, default=None, help="a random subset of the unlabelled images")
     p.add_argument("--no-test", action="store_true", help="do not query the teacher on the test split")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
-    p.add_argument("--lr", type=float, default=0.05)
+    p.add_argument("--lr", type=positive_float, default=0.05)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", help="plain per-epoch lines")
     p.set_defaults(func=_cmd_mimic)

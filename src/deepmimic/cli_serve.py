@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from deepmimic.cli_types import port_number, positive_int
 from deepmimic.errors import DeepMimicError
 
 
@@ -70,12 +71,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     serve.add_argument("model", metavar="MODEL", help="trained stage folder, bundle .safetensors, or .onnx file")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
     serve.add_argument(
         "--token-env", metavar="NAME", default=None,
         help="environment variable holding the bearer token clients must send (default: DEEPMIMIC_SERVE_TOKEN if set)",
     )
-    serve.add_argument("--max-batch", type=int, default=1024, metavar="N", help="most images per request (default 1024)")
+    serve.add_argument("--max-batch", type=positive_int, default=1024, metavar="N", help="most images per request (default 1024)")
     onnx = serve.add_argument_group("ONNX files not written by deepmimic export")
     onnx.add_argument("--onnx-layout", choices=("NCHW", "NHWC"), default="NCHW", help="input layout (default NCHW)")
     onnx.add_argument("--onnx-scale", type=float, default=None, metavar="S", help="multiply pixels by S (default: divide by 255)")
@@ -98,6 +99,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     target.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX model")
     target.add_argument("--torchscript", metavar="OUT.pt", help="write a TorchScript module (torch.jit.load)")
     target.add_argument("--bundle", metavar="OUT.safetensors", help="write a standalone deepmimic bundle (weights + architecture)")
-    export.add_argument("--batch-size", type=int, default=8, metavar="N", help="batch traced and verified (default 8)")
+    export.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="batch traced and verified (default 8)")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     export.set_defaults(func=_cmd_export)

@@ -1,6 +1,7 @@
 """Experiment configuration: YAML files validated strictly.
 
-A config is plain data: YAML is read with ``yaml.safe_load`` (no tags, no code), then
+A config is plain data: YAML is read with a safe loader (no tags, no code; ``1e-3`` is a
+number, see :mod:`deepmimic.yaml_safe`), then
 validated by pydantic models that reject unknown keys and wrong types with a message
 naming the key. ``--set key.path=value`` overrides are applied before validation.
 """
@@ -16,6 +17,7 @@ from pydantic import Field, PositiveInt, ValidationError, field_validator, model
 
 from deepmimic.engine.settings import StrictModel, TrainSettings
 from deepmimic.errors import ConfigError
+from deepmimic.yaml_safe import load_yaml
 
 
 class DataConfig(StrictModel):
@@ -103,9 +105,11 @@ def _merge_train_defaults(raw: dict[str, Any]) -> dict[str, Any]:
         return raw
     if not isinstance(defaults, dict):
         raise ConfigError("train: must be a mapping of training settings")
-    stages = [raw.get("mentor")] + list(raw.get("students") or [])
+    students = raw.get("students")
+    stages = [raw.get("mentor")] + (list(students) if isinstance(students, list) else [])
     for stage in stages:
-        if isinstance(stage, dict):
+        # A stage or its train: that is not a mapping is left for validation to name.
+        if isinstance(stage, dict) and isinstance(stage.get("train") or {}, dict):
             stage["train"] = {**defaults, **(stage.get("train") or {})}
     return raw
 
@@ -116,7 +120,7 @@ def apply_override(raw: dict[str, Any], assignment: str) -> None:
         raise ConfigError(f"--set expects key=value, got '{assignment}'")
     key, _, text = assignment.partition("=")
     try:
-        value = yaml.safe_load(text) if text else None
+        value = load_yaml(text) if text else None
     except yaml.YAMLError as exc:
         raise ConfigError(f"--set {key}: value is not valid YAML ({exc.problem})") from exc
     parts = key.strip().split(".")
@@ -184,7 +188,7 @@ def parse_config(raw: Any, source: str = "config", overrides: list[str] | None =
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> Any:
-    """Read and validate a YAML config file; never executes code (``yaml.safe_load``)."""
+    """Read and validate a YAML config file; never executes code (:func:`deepmimic.yaml_safe.load_yaml`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -193,7 +197,7 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Any:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config ({exc})") from exc
     try:
-        raw = yaml.safe_load(text)
+        raw = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -120,17 +120,36 @@ def shutdown() -> None:
     _INFO = ProcessGroupInfo()
 
 
+def parse_device(name: str) -> torch.device:
+    """A device this machine has, from its name (``cpu``, ``cuda``, ``cuda:1``, ``mps``); else a one-line ConfigError."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError, TypeError):
+        raise ConfigError(f"device '{name}': not a device name (use auto, cpu, cuda, cuda:N or mps)") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device '{name}': CUDA is not available on this machine (torch {torch.__version__}); use auto or cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ConfigError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type == "mps":
+        if not torch.backends.mps.is_available():
+            raise ConfigError(f"device '{name}': MPS is not available on this machine; use auto or cpu")
+    elif device.type != "cpu":
+        raise ConfigError(f"device '{name}': unsupported device type '{device.type}' (use auto, cpu, cuda, cuda:N or mps)")
+    return device
+
+
 def resolve_rank_device(name: str) -> torch.device:
     """The training device of this rank: under torchrun, "auto"/"cuda" mean ``cuda:LOCAL_RANK``."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    if is_distributed() and name.startswith("cuda:"):
+        raise ConfigError(
+            f"device '{name}': under torchrun each process trains on its own GPU (cuda:LOCAL_RANK); "
+            "set device: auto or cuda, and choose GPUs with CUDA_VISIBLE_DEVICES"
+        )
+    device = parse_device(name)
     if device.type == "cuda" and is_distributed():
-        if device.index is not None:
-            raise ConfigError(
-                f"device '{name}': under torchrun each process trains on its own GPU (cuda:LOCAL_RANK); "
-                "set device: auto or cuda, and choose GPUs with CUDA_VISIBLE_DEVICES"
-            )
         return torch.device("cuda", _INFO.local_rank % torch.cuda.device_count())
     return device
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from deepmimic import distributed
+from deepmimic.errors import ConfigError
 
 
 def _current_umask() -> int:
@@ -86,3 +87,54 @@ def slugify(name: str) -> str:
     while "--" in slug:
         slug = slug.replace("--", "-")
     return slug.strip("-") or "model"
+
+
+def _nearest_existing(path: Path) -> Path:
+    """``path`` itself or its closest ancestor that exists."""
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return probe
+
+
+def check_output_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """Fail (one line) unless ``path`` is a folder, or could be created, and is writable.
+
+    Called before any work, so a job that cannot write its results fails before it pays
+    for training or queries. Nothing is created here.
+    """
+    target = Path(path).expanduser()
+    if target.exists() and not target.is_dir():
+        raise ConfigError(f"{what} {target}: exists and is not a folder")
+    base = _nearest_existing(target.absolute())
+    if not base.is_dir():
+        raise ConfigError(f"{what} {target}: cannot be created ({base} is not a folder)")
+    try:  # a real probe: os.access says yes to root even on /proc or a read-only mount
+        with tempfile.TemporaryFile(dir=base, prefix=".deepmimic-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{what} {target}: cannot be written in {base} ({exc.strerror or type(exc).__name__})") from None
+    return target
+
+
+def check_output_file(path: str | os.PathLike[str], what: str = "output file") -> Path:
+    """Fail (one line) unless ``path`` names a file that can be written (an existing file is replaced)."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise ConfigError(f"{what} {target}: is a folder; give a file name")
+    if str(path).endswith(("/", os.sep)):
+        raise ConfigError(f"{what} {path}: give a file name, not a folder")
+    check_output_dir(target.parent if str(target.parent) else Path("."), what=f"{what} {target}: its folder")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ConfigError(f"{what} {target}: exists and is not writable")
+    return target
+
+
+def make_output_dir(path: str | os.PathLike[str], what: str = "output folder") -> Path:
+    """Create the folder ``path`` (and its parents); an OS refusal becomes a one-line error."""
+    target = check_output_dir(path, what)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{what} {target}: cannot be created ({exc.strerror or type(exc).__name__})") from exc
+    return target

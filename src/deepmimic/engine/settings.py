@@ -8,9 +8,14 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 
 class StrictModel(BaseModel):
-    """A pydantic model that rejects unknown keys and silent type coercion."""
+    """A pydantic model that rejects unknown keys and silent type coercion.
 
-    model_config = ConfigDict(extra="forbid", strict=False, validate_assignment=True)
+    Strict: ``epochs: '2'``, ``epochs: 2.0`` and ``seed: true`` are refused, not coerced
+    (an int where a float is expected is fine). ``--set`` values are parsed as YAML first,
+    so ``--set train.epochs=2`` gives the integer 2.
+    """
+
+    model_config = ConfigDict(extra="forbid", strict=True, validate_assignment=True)
 
 
 class TrainSettings(StrictModel):

@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,8 +46,9 @@ CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 WEIGHTS_NAME = "weights.safetensors"
 
-# Settings that may change between a run and its resumption without breaking equivalence.
-_RESUMABLE_CHANGES = {
+# Settings that may change between a run and its resumption without changing what the
+# finished epochs computed ("epochs" extends the schedule, see _restore).
+RESUMABLE_CHANGES = {
     "epochs", "device", "eval_batch_size", "eval_every",
     "precision", "channels_last", "data_on_device", "compile", "compile_teacher",
 }
@@ -114,6 +116,20 @@ def check_targets(method: Method, data: TrainingSet) -> None:
         )
 
 
+def check_fit(method: Method, train: TrainingSet, settings: TrainSettings) -> torch.device:
+    """Everything :func:`fit` would refuse, checked without training; returns the device.
+
+    Pipelines call this for every stage before they write anything (docs/reliability.md).
+    """
+    check_targets(method, train)
+    if settings.compile and not method.supports_compile():
+        raise ConfigError(
+            f"method {type(method).__name__} as configured cannot be compiled (torch.compile has no double "
+            "backward, which its derivative loss needs); set compile: false"
+        )
+    return distributed.resolve_rank_device(settings.device)
+
+
 def fit(
     method: Method,
     train: TrainingSet,
@@ -132,13 +148,7 @@ def fit(
     student's final ``weights.safetensors`` there; ``resume=True`` continues from the
     checkpoint found in ``run_dir`` (a finished run returns its history at once).
     """
-    check_targets(method, train)
-    if settings.compile and not method.supports_compile():
-        raise ConfigError(
-            f"method {type(method).__name__} as configured cannot be compiled (torch.compile has no double "
-            "backward, which its derivative loss needs); set compile: false"
-        )
-    device = distributed.resolve_rank_device(settings.device)
+    device = check_fit(method, train, settings)
     plan = SpeedPlan.resolve(settings, device)
     method.to_device(device)
     if plan.memory_format is torch.channels_last:
@@ -290,11 +300,17 @@ def _restore(
 ) -> int:
     state = load_checkpoint(run_dir / CHECKPOINT_NAME)
     saved = state.get("settings", {})
-    changed = sorted(k for k, v in settings.model_dump().items() if k not in _RESUMABLE_CHANGES and saved.get(k) != v)
+    changed = sorted(k for k, v in settings.model_dump().items() if k not in RESUMABLE_CHANGES and saved.get(k) != v)
     if changed:
         raise TrainingError(
             f"{run_dir / CHECKPOINT_NAME}: cannot resume with different settings ({', '.join(changed)}); "
             "use a new run directory"
+        )
+    done = int(state["epoch"])
+    if done > settings.epochs:
+        raise TrainingError(
+            f"{run_dir / CHECKPOINT_NAME}: cannot resume with epochs={settings.epochs}: {done} epochs are already "
+            "trained; ask for at least as many, or use a new run directory"
         )
     try:
         method.load_state_dict(state["method_state"])
@@ -303,9 +319,53 @@ def _restore(
             aux.load_state_dict(state["auxiliary_optimizer_states"][name])
         scheduler.load_state_dict(state["scheduler_state"])
     except (KeyError, RuntimeError, ValueError) as exc:
-        raise TrainingError(f"{run_dir / CHECKPOINT_NAME}: checkpoint does not fit this model ({exc})") from exc
+        raise TrainingError(f"{run_dir / CHECKPOINT_NAME}: checkpoint does not fit this model ({_first_line(exc)})") from exc
+    saved_epochs = int(saved.get("epochs", settings.epochs))
+    if saved_epochs != settings.epochs:
+        _extend_schedule(optimizer, scheduler, settings, done, saved_epochs, str(run_dir))
     result.history.extend(state.get("history", []))
-    return int(state["epoch"])
+    return done
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (load_state_dict lists every key on its own line)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else type(exc).__name__
+    return text + (f" ... ({len(lines) - 1} more lines)" if len(lines) > 1 else "")
+
+
+def _extend_schedule(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    settings: TrainSettings,
+    done: int,
+    saved_epochs: int,
+    where: str,
+) -> None:
+    """Re-plan the learning-rate schedule for a resumed run whose length changed.
+
+    The restored scheduler was planned for ``saved_epochs`` (a cosine schedule of that
+    length ends at lr 0). The remaining epochs ``done+1..settings.epochs`` take exactly the
+    learning rates a run planned for ``settings.epochs`` from the start would use there:
+    the scheduler is rebuilt for the new length and advanced ``done`` epochs. The finished
+    epochs keep what they computed; for cosine the lr jumps back up at the resume point.
+    """
+    for group in optimizer.param_groups:
+        group["lr"] = group.get("initial_lr", settings.lr)
+        group.pop("initial_lr", None)
+    fresh = build_scheduler(optimizer, settings)
+    with warnings.catch_warnings():  # stepping without optimizer.step() is the point here
+        warnings.simplefilter("ignore", UserWarning)
+        for _ in range(done):
+            fresh.step()
+    scheduler.load_state_dict(fresh.state_dict())
+    lr = optimizer.param_groups[0]["lr"]
+    if distributed.is_main():
+        print(
+            f"[resume] {where}: epochs {saved_epochs} -> {settings.epochs}: the {settings.schedule} schedule is "
+            f"re-planned for {settings.epochs} epochs; epoch {done + 1} starts at lr {lr:.4g}",
+            flush=True,
+        )
 
 
 def _rewrite_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:

@@ -25,6 +25,7 @@ import yaml
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError
 from deepmimic.experiments.sweeps import SweepOptions, _run_point, _summarise, write_summary
+from deepmimic.yaml_safe import load_yaml
 
 SHARED_DATA = "../shared/data"
 BUILTIN = "deepmimic.builtin_configs"
@@ -93,7 +94,7 @@ def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | 
     """Run the shipped config of ``experiment`` once per seed; write the summary and its report."""
     started = time.perf_counter()
     path = builtin_config_path(experiment, opts.dataset)
-    shipped = yaml.safe_load(path.read_text(encoding="utf-8"))
+    shipped = load_yaml(path.read_text(encoding="utf-8"))
     out = Path(opts.out) / experiment
     runs: list[tuple[Path, dict[str, Any]]] = []
     for seed in range(opts.seeds):

@@ -33,6 +33,7 @@ from deepmimic.errors import ConfigError
 from deepmimic.experiments.paper_numbers import LADDER_TABLES, sweep_paper_row, sweep_source
 from deepmimic.io_utils import write_json, write_text
 from deepmimic.pipelines.deepmimic import run_pipeline
+from deepmimic.pipelines.resume_guard import check_finished_run
 from deepmimic.report import build_report
 from deepmimic.report.loading import read_results
 from deepmimic.report.sweep import summary_table
@@ -210,6 +211,7 @@ def _run_point(raw: dict[str, Any], run_dir: Path, mentor_from: Path | None, opt
                progress: bool | None, where: str) -> dict[str, Any]:
     """One pipeline run of a sweep; a finished run is read back when resuming."""
     if opts.resume and (run_dir / "results.json").exists():
+        check_finished_run(run_dir, parse_config(raw, source=raw["name"]).model_dump(mode="json"), where)
         print(f"[reproduce] {where}: finished earlier, reading {run_dir / 'results.json'}", flush=True)
         build_report(run_dir)  # with this version's report layout
         return read_results(run_dir / "results.json")

@@ -23,6 +23,7 @@ from torch import nn
 from deepmimic.errors import ModelSpecError
 from deepmimic.models.notation import build_from_notation
 from deepmimic.models.presets import PRESETS, Preset
+from deepmimic.models.size_guard import check_model_fits
 from deepmimic.models.stats import count_macs, count_parameters
 
 Builder = Callable[..., nn.Module]  # builder(*, in_shape=(C, H, W), num_classes=K, **options) -> nn.Module
@@ -127,13 +128,22 @@ def create_model(
                 f"'{name_or_notation}' is not a known model name; as notation it needs in_shape and num_classes "
                 f"(missing {missing}; known names: {', '.join(_REGISTRY)})"
             )
-        return build_from_notation(name_or_notation, tuple(in_shape), num_classes, **options)
+        shape = tuple(in_shape)
+        return _fitting(f"notation '{name_or_notation}'", lambda: build_from_notation(name_or_notation, shape, num_classes, **options), shape)
     _check_options(f"model '{name_or_notation}'", options, entry.options)
-    return entry.builder(
-        in_shape=entry.in_shape if in_shape is None else tuple(in_shape),
-        num_classes=entry.num_classes if num_classes is None else num_classes,
-        **options,
-    )
+    shape = entry.in_shape if in_shape is None else tuple(in_shape)
+    classes = entry.num_classes if num_classes is None else num_classes
+    return _fitting(f"model '{name_or_notation}'", lambda: entry.builder(in_shape=shape, num_classes=classes, **options), shape)
+
+
+def _fitting(what: str, build: Callable[[], nn.Module], in_shape: tuple[int, int, int]) -> nn.Module:
+    """``build()``, after checking on the meta device that the model fits this machine.
+
+    Skipped when the caller is already building on the meta device (sizes, ``deepmimic models``).
+    """
+    if torch.get_default_device().type != "meta":
+        check_model_fits(what, build, in_shape)
+    return build()
 
 
 def list_presets() -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ evaluate mentor and students on the real test set -> results.json and table.md.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,13 +31,15 @@ from deepmimic.data.splits import (
 )
 from deepmimic.engine.optim import resolve_device
 from deepmimic.environment import describe_environment
-from deepmimic.engine.trainer import fit
+from deepmimic.engine.trainer import RESUMABLE_CHANGES, check_fit, fit
 from deepmimic.eval.examples import EXAMPLES_FILE, pick_examples, save_examples
 from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
-from deepmimic.io_utils import slugify, write_json, write_text
+from deepmimic.data.fingerprint import fingerprint
+from deepmimic.io_utils import check_output_dir, make_output_dir, slugify, write_json, write_text
 from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
 from deepmimic.pipelines.results_table import results_table
+from deepmimic.pipelines.resume_guard import Stage, check_resume, clear_stages, record_inputs
 from deepmimic.pipelines.soft_label_cache import cached_soft_labels, soft_label_key
 from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.methods.base import Method
@@ -53,6 +56,7 @@ class PreparedData:
     student_images: UnlabeledImages
     test: ImageDataset
     normalizer: Normalizer
+    fingerprint: str  # SHA-256 of the training and test images and labels (after subsets)
 
 
 def prepare_data(config: PipelineConfig) -> PreparedData:
@@ -72,7 +76,8 @@ def prepare_data(config: PipelineConfig) -> PreparedData:
         student_images = add_out_of_domain(student_images, pool, config.split.out_of_domain.fraction, config.split.seed)
     # Normalisation statistics come from training images only (no labels involved).
     normalizer = Normalizer.fit(train.images)
-    return PreparedData(split=split, student_images=student_images, test=test, normalizer=normalizer)
+    content = fingerprint(train.images, train.labels, test.images, test.labels)
+    return PreparedData(split=split, student_images=student_images, test=test, normalizer=normalizer, fingerprint=content)
 
 
 def _build(stage: ModelStage, data: PreparedData) -> torch.nn.Module:
@@ -97,18 +102,93 @@ def _model_info(stage: ModelStage, model: torch.nn.Module, in_shape: tuple[int, 
     return info
 
 
+def _data_record(config: PipelineConfig, data: PreparedData) -> dict[str, Any]:
+    """The data every stage depends on: where they came from and a fingerprint of their content."""
+    root = str(Path(config.data.root).expanduser().resolve()) if config.data.root else None
+    return {
+        "name": config.data.name, "root": root, "options": config.data.options,
+        "train_subset": config.data.train_subset, "test_subset": config.data.test_subset,
+        "fingerprint": data.fingerprint,
+    }
+
+
+def _stage_record(stage: ModelStage) -> dict[str, Any]:
+    """Model, method, targets and the training settings that change what a stage computes."""
+    train = {k: v for k, v in stage.train.model_dump(mode="json").items() if k not in RESUMABLE_CHANGES}
+    return {
+        "model": stage.model, "model_options": stage.model_options, "method": stage.method,
+        "method_options": stage.method_options, "teacher": stage.teacher, "train": train,
+    }
+
+
+def stage_plan(config: PipelineConfig, data: PreparedData) -> list[Stage]:
+    """The mentor and every student as :class:`Stage` records (what ``--resume`` compares)."""
+    out = Path(config.output_dir)
+    record = _data_record(config, data)
+    split = config.split.model_dump(mode="json")
+    mentor_inputs = {
+        "data": record,
+        "split": {"labeled_fraction": split["labeled_fraction"], "seed": split["seed"]},
+        **_stage_record(config.mentor),
+    }
+    stages = [Stage(config.mentor.name, out / "mentor", mentor_inputs)]
+    students = {**record, "student_images": fingerprint(data.student_images.images)}
+    for stage in config.students:
+        inputs = {
+            "data": students, "split": split, **_stage_record(stage),
+            # The soft labels come from the mentor: a mentor trained differently (or longer) makes them stale.
+            "mentor": {**mentor_inputs, "epochs": config.mentor.train.epochs},
+        }
+        stages.append(Stage(stage.name, out / "students" / slugify(stage.name), inputs, depends_on=(config.mentor.name,)))
+    return stages
+
+
+def validate_stages(config: PipelineConfig, data: PreparedData) -> None:
+    """Build every model and method once, so a bad model, option or device fails before any write.
+
+    The objects are thrown away; training builds them again from their seeds.
+    """
+    mentor = _build(config.mentor, data)
+    mentor_method = create_method(config.mentor.method, mentor, **config.mentor.method_options)
+    mentor_set = TrainingSet(data.split.labeled.images, {"labels": data.split.labeled.labels}, name="mentor")
+    check_fit(mentor_method, mentor_set, config.mentor.train)
+    k = data.test.num_classes
+    placeholder = CachedTeacher(torch.full((len(data.student_images), k), 1.0 / k), source="soft-label cache")
+    online = ModuleTeacher(mentor, k)
+    for stage in config.students:
+        method = _student_method(stage, _build(stage, data), placeholder, online)
+        labels = method.labels_required()
+        train_set = _one_hot_baseline_set(stage, data.student_images) if labels else TrainingSet(data.student_images.images, {}, name="students")
+        check_fit(method, train_set, stage.train)
+
+
 def run_pipeline(
-    config: PipelineConfig, *, resume: bool = False, progress: bool | None = None, command: str | None = None
+    config: PipelineConfig,
+    *,
+    resume: bool = False,
+    restart: Sequence[str] = (),
+    progress: bool | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline; returns the results dict also written to results.json.
 
+    Everything is validated (output folder, data, every model and method, devices, and on
+    ``resume`` that no finished stage was trained on other inputs) before the first file
+    is written. ``restart`` names stages to retrain on resume (docs/reliability.md).
     ``command`` (the command line that started the run) is recorded for the report.
     """
     started = time.perf_counter()
-    out = Path(config.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
+    out = check_output_dir(config.output_dir)
     data = prepare_data(config)
+    validate_stages(config, data)
+    plan = stage_plan(config, data)
+    retrain = check_resume(plan, resume=resume, restart=restart, where=str(out))
+    resume = resume or bool(restart)  # --restart-stage resumes every other stage
+
+    # From here on the run writes.
+    make_output_dir(out)
+    clear_stages(plan, retrain)
+    write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     write_json(out / "split.json", {**data.split.record(), "student_rows": len(data.student_images)})
     device = resolve_device(config.mentor.train.device)
     test = data.test
@@ -123,10 +203,11 @@ def run_pipeline(
     mentor_info = _model_info(config.mentor, mentor, test.in_shape)
     mentor_method = create_method(config.mentor.method, mentor, **config.mentor.method_options)
     mentor_set = TrainingSet(data.split.labeled.images, {"labels": data.split.labeled.labels}, name="mentor")
+    record_inputs(plan[0])
     t0 = time.perf_counter()
     mentor_fit = fit(
         mentor_method, mentor_set, data.normalizer, config.mentor.train,
-        test=test, run_dir=out / "mentor", resume=resume, label=config.mentor.name, progress=progress,
+        test=test, run_dir=plan[0].run_dir, resume=resume, label=config.mentor.name, progress=progress,
     )
     mentor_time = time.perf_counter() - t0
     mentor_eval = evaluate(mentor, test.images, test.labels, data.normalizer, device)
@@ -174,16 +255,17 @@ def run_pipeline(
     # 3. Students: soft labels only; labels never enter this training set, except for a
     # student whose method asks for them: the paper's one-hot baseline on the same 80%.
     picked: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
-    for stage in config.students:
+    for stage, planned in zip(config.students, plan[1:]):
         student = _build(stage, data)
         student_info = _model_info(stage, student, test.in_shape)
         method = _student_method(stage, student, cached_teacher, teacher)
         uses_labels = method.labels_required()
         train_set = _one_hot_baseline_set(stage, data.student_images) if uses_labels else student_set
+        record_inputs(planned)
         t0 = time.perf_counter()
         fit(
             method, train_set, data.normalizer, stage.train,
-            test=test, run_dir=out / "students" / slugify(stage.name), resume=resume, label=stage.name, progress=progress,
+            test=test, run_dir=planned.run_dir, resume=resume, label=stage.name, progress=progress,
         )
         train_time = time.perf_counter() - t0
         ev = evaluate(student, test.images, test.labels, data.normalizer, device)

@@ -32,11 +32,11 @@ from deepmimic.data.registry import load_dataset
 from deepmimic.data.spec import parse_data_spec
 from deepmimic.engine.optim import resolve_device
 from deepmimic.engine.settings import TrainSettings
-from deepmimic.engine.trainer import fit
+from deepmimic.engine.trainer import check_fit, fit
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
-from deepmimic.io_utils import slugify, write_json, write_text
+from deepmimic.io_utils import check_output_dir, make_output_dir, slugify, write_json, write_text
 from deepmimic.labeling_job import default_log_path, label_dataset_sharded, read_answers
 from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
@@ -91,13 +91,14 @@ def _label(teacher: Any, images: torch.Tensor, path: Path, budget: int | None, o
 def run_mimic(opts: MimicOptions, progress: bool | None = None) -> dict[str, Any]:
     """Run the whole journey; returns the results dict also written to ``<out>/results.json``."""
     started = time.perf_counter()
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Everything that can be checked without the teacher is checked before the first query.
     settings = _settings(opts.train)
-    write_text(out / "config.yaml", yaml.safe_dump({"mimic": asdict(opts), "train": settings.model_dump(mode="json")}, sort_keys=False))
+    out = check_output_dir(opts.out)
+    resolve_device(settings.device)
     name, root = parse_data_spec(opts.data)
     data = load_dataset(name, root)
     unlabeled = data.train.images
+    keep = None
     if opts.subset:
         if opts.subset > len(unlabeled):
             raise ConfigError(f"--subset {opts.subset} is larger than the {len(unlabeled)} unlabelled images")
@@ -106,13 +107,25 @@ def run_mimic(opts: MimicOptions, progress: bool | None = None) -> dict[str, Any
     options = dict(opts.teacher_options)
     if opts.label_only:
         options["label_only"] = "true"
-    teacher = open_teacher(opts.teacher, options, images=unlabeled)
+    teacher = open_teacher(opts.teacher, options, images=unlabeled, rows=keep, total_rows=len(data.train))
     try:
+        _check_student(opts, settings, tuple(unlabeled.shape[1:]), teacher.num_classes, len(unlabeled))
+        make_output_dir(out)
+        write_text(out / "config.yaml", yaml.safe_dump({"mimic": asdict(opts), "train": settings.model_dump(mode="json")}, sort_keys=False))
         return _mimic(opts, teacher, data, name, unlabeled, settings, out, started, progress)
     finally:
         close = getattr(teacher, "close", None)  # HTTP teachers hold a connection pool
         if callable(close):
             close()
+
+
+def _check_student(opts: MimicOptions, settings: TrainSettings, in_shape: tuple[int, ...], num_classes: int, rows: int) -> None:
+    """Build the student and its method once (then drop them): a bad model, option or device fails before any query."""
+    torch.manual_seed(settings.seed)
+    student = create_model(opts.student, in_shape, num_classes, **opts.student_options)
+    placeholder = CachedTeacher(torch.full((rows, num_classes), 1.0 / num_classes), source="teacher")
+    method = create_method("soft_label", student, placeholder)
+    check_fit(method, TrainingSet(torch.zeros((0, *in_shape), dtype=torch.uint8), {}, name="unlabelled"), settings)
 
 
 def _mimic(opts: MimicOptions, teacher: Any, data: Any, name: str, unlabeled: torch.Tensor, settings: TrainSettings,

@@ -24,7 +24,6 @@ raises :class:`~deepmimic.errors.TeacherError`.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import struct
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from deepmimic.data.fingerprint import fingerprint
 from deepmimic.errors import TeacherError
 from deepmimic.io_utils import atomic_path
 
@@ -50,13 +50,7 @@ except ImportError:  # pragma: no cover - Windows
 
 def fingerprint_images(images: torch.Tensor) -> str:
     """sha256 of the shape and bytes of uint8 ``images`` (N, C, H, W): which set a log belongs to."""
-    digest = hashlib.sha256(repr(tuple(images.shape)).encode())
-    array = images.contiguous().numpy()
-    flat = array.reshape(-1)
-    step = 1 << 24  # hash in 16 MB slices: no second copy of a large set
-    for start in range(0, flat.size, step):
-        digest.update(flat[start : start + step].tobytes())
-    return digest.hexdigest()
+    return fingerprint(images)
 
 
 def _parse(path: Path, data: bytes) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray]], int]:

@@ -139,7 +139,9 @@ def _open_model_dir(spec: str) -> ImageLabeler:
     return TrainedModelLabeler(load_trained(spec), spec)
 
 
-def _open(kind: str, spec: str, opts: _Options, images: torch.Tensor | None) -> ImageLabeler:
+def _open(
+    kind: str, spec: str, opts: _Options, images: torch.Tensor | None, rows: torch.Tensor | None, total_rows: int | None
+) -> ImageLabeler:
     if kind == "onnx":
         from deepmimic.teachers.onnx_teacher import OnnxTeacher
 
@@ -173,15 +175,26 @@ def _open(kind: str, spec: str, opts: _Options, images: torch.Tensor | None) -> 
     if kind == "predictions":
         from deepmimic.teachers.predictions_teacher import PredictionsTeacher
 
+        if rows is not None:  # a subset: the file answers for the whole set, we keep the chosen rows
+            return PredictionsTeacher(spec, images=images, num_rows=total_rows, rows=rows, atol=opts.number("atol", 1e-3))  # type: ignore[arg-type]
         return PredictionsTeacher(spec, images=images, atol=opts.number("atol", 1e-3))  # type: ignore[arg-type]
     return _open_model_dir(spec)
 
 
-def open_teacher(spec: str, options: Mapping[str, str] | None = None, *, images: torch.Tensor | None = None) -> ImageLabeler:
+def open_teacher(
+    spec: str,
+    options: Mapping[str, str] | None = None,
+    *,
+    images: torch.Tensor | None = None,
+    rows: torch.Tensor | None = None,
+    total_rows: int | None = None,
+) -> ImageLabeler:
     """The black-box teacher named by ``spec`` (see the module docstring), configured by ``options``.
 
     ``images``: the uint8 unlabelled set (N, C, H, W), if known; a predictions file is then
-    checked to have N rows and can look images up by content.
+    checked to have N rows and can look images up by content. ``rows`` (int64 (N,)) says
+    that ``images`` are those rows of a set of ``total_rows`` images (a subset): a
+    predictions file must then have ``total_rows`` rows and answers with the chosen ones.
     """
     options = dict(options or {})
     kind = teacher_kind(spec)
@@ -193,5 +206,5 @@ def open_teacher(spec: str, options: Mapping[str, str] | None = None, *, images:
         )
     opts = _Options(kind, options)
     label_only = opts.flag("label_only")
-    teacher = _open(kind, spec, opts, images)
+    teacher = _open(kind, spec, opts, images, rows, total_rows)
     return LabelOnlyTeacher(teacher) if label_only else teacher
