@@ -86,7 +86,7 @@ def test_budget_stops_with_a_clear_error_and_a_rerun_resumes(tmp_path: Path, cap
         (["--teacher", "{short}"], "100 rows of predictions but the unlabelled set has 240 images"),
         (["--teacher", "{bad_onnx}"], "not a readable ONNX model"),
         (["--teacher", "{given}", "--data", "imagenet:/nowhere"], "expected NAME or NAME:ROOT"),
-        (["--teacher", "{given}", "--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--teacher", "{given}", "--batch-size", "0"], "--batch-size: must be at least 1"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
@@ -100,3 +100,20 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path: Path, capsys: pytest.C
     assert main(args) == 2
     assert message in one_error_line(capsys)
     assert not (tmp_path / "o.npy").exists()
+
+
+# Issue 12, item 3: an output that cannot be written fails before a single image is labelled.
+def test_label_checks_out_before_labelling(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_labelling(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("labelled before checking --out")
+
+    monkeypatch.setattr("deepmimic.labeling_job.label_dataset_sharded", no_labelling)
+    data = write_blobs_npz(tmp_path / "blobs.npz")
+    np.save(tmp_path / "given.npy", predictions())
+    (tmp_path / "taken").mkdir()
+    base = ["label", "--teacher", str(tmp_path / "given.npy"), "--data", f"npz:{data}"]
+    assert main([*base, "--out", str(tmp_path / "taken")]) == 2
+    assert "is a folder; give a file name" in one_error_line(capsys)
+    (tmp_path / "file").write_text("x")
+    assert main([*base, "--out", str(tmp_path / "file" / "probs.npy")]) == 2
+    assert "is not a folder" in one_error_line(capsys)

@@ -223,7 +223,10 @@ def _check_launcher(command: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help / --version (0) or a usage mistake, already printed (2)
+        return exit_.code if isinstance(exit_.code, int) else 2
     args.argv = argv  # recorded in results.json as the command that reproduces the run
     if args.command is None:
         parser.print_help()

@@ -54,10 +54,6 @@ def _label(args: argparse.Namespace) -> int:
     check_output_file(args.out, "--out")  # before any query: a run that cannot write its answers must not pay for them
     if args.log is not None:
         check_output_file(args.log, "--log")
-    if args.batch_size < 1:
-        raise TeacherError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if args.budget is not None and args.budget < 0:
-        raise TeacherError(f"--budget must be non-negative, got {args.budget}")
     data = open_unlabeled(args.data, args.split)
     teacher = open_teacher(args.teacher, options, images=data.images)
     try:

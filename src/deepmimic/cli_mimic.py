@@ -13,7 +13,6 @@ import shlex
 from pathlib import Path
 
 from deepmimic.cli_types import non_negative_int, positive_float, positive_int
-from deepmimic.errors import ConfigError
 
 
 def _cmd_mimic(args: argparse.Namespace) -> int:
@@ -23,8 +22,6 @@ def _cmd_mimic(args: argparse.Namespace) -> int:
     from deepmimic.pipelines.results_table import results_table
     from deepmimic.report import build_report
 
-    if args.budget is not None and args.budget < 0:
-        raise ConfigError(f"--budget must be non-negative, got {args.budget}")
     student_options = {}
     for key, value in parse_options(args.student_option).items():
         student_options[key] = load_yaml(value)

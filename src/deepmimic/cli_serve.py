@@ -39,8 +39,6 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from deepmimic.export import export_onnx, export_torchscript  # noqa: PLC0415
     from deepmimic.models.bundle import load_trained, save_bundle  # noqa: PLC0415
 
-    if args.batch_size < 1:
-        raise CliUsageError(f"--batch-size must be at least 1, got {args.batch_size}")
     trained = load_trained(args.checkpoint)
     if args.onnx:
         report = export_onnx(trained, args.onnx, batch_size=args.batch_size, opset=args.opset)

@@ -107,12 +107,44 @@ def test_layers_lists_module_names_and_shapes(capsys: pytest.CaptureFixture[str]
 
 @pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["models", "--help"], ["layers", "--help"], ["report", "--help"]])
 def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    assert info.value.code == 0
+    assert main(argv) == 0
     assert "usage: deepmimic" in capsys.readouterr().out
 
 
 def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert "COMMAND" in capsys.readouterr().out
+
+
+# Issue 12, item 8 and "every CLI command's bad arguments": argparse mistakes are one line too.
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["reproduce", "ladder-mnist", "--subset", "0"], "--subset: must be at least 1, got 0"),
+        (["reproduce", "ladder-mnist", "--epochs", "x"], "--epochs: expected an integer, got 'x'"),
+        (["mimic", "--teacher", "t.npy", "--data", "mnist-5k", "--student", "s", "--subset", "0"], "--subset: must be at least 1"),
+        (["mimic", "--teacher", "t.npy", "--data", "mnist-5k", "--student", "s", "--lr", "-1"], "--lr: must be a finite number above 0"),
+        (["label", "--teacher", "t.npy", "--data", "mnist-5k", "--out", "o.npy", "--budget", "-1"], "--budget: must be non-negative"),
+        (["serve", "m", "--port", "70000"], "--port: must be a port number"),
+        (["mimic", "--teacher", "t.npy"], "the following arguments are required"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_argument_mistakes_are_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+
+
+def test_resume_refusal_is_one_line_and_restart_stage_retrains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "c.yaml"
+    raw = tiny_config(tmp_path)
+    raw["train"]["epochs"] = 1
+    config.write_text(yaml.safe_dump(raw))
+    assert main(["run", str(config), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(config), "--resume", "--set", "split.seed=7", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "stage 'Mentor' was trained with other inputs (split.seed 0 -> 7)" in err
+    assert main(["run", str(config), "--resume", "--set", "split.seed=7", "--restart-stage", "Mentor", "--no-progress"]) == 0
+    assert "retraining stage 'Mentor'" in capsys.readouterr().out

@@ -179,3 +179,80 @@ def test_real_cifar10_binary(shared_data: Path) -> None:
     data = load_dataset("cifar10", shared_data / "cifar-10-batches-bin")
     assert len(data.train) == 50000 and len(data.test) == 10000
     assert data.train.class_names[0] == "airplane" and data.train.class_names[9] == "truck"
+
+
+# --- hostile inputs (issue 12) ---------------------------------------------------------
+
+
+def _dump(path: Path, obj: object) -> None:
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+
+
+def _error(root: Path, needle: str, name: str = "cifar10") -> str:
+    with pytest.raises(DataError, match=needle) as info:
+        load_dataset(name, root)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(root))
+    return str(info.value)
+
+
+def test_pickle_with_no_images_refused(tmp_path: Path) -> None:
+    root = write_pickles(tmp_path / "c")
+    _dump(root / "cifar-10-batches-py" / "test_batch", {b"data": np.zeros((0, 3072), np.uint8), b"labels": []})
+    _error(root, r"test_batch: holds no images$")
+    root100 = write_pickles(tmp_path / "h", hundred=True)
+    _dump(root100 / "cifar-100-python" / "test", {b"data": np.zeros((0, 3072), np.uint8), b"fine_labels": []})
+    _error(root100, r"cifar-100-python/test: holds no images$", "cifar100")
+
+
+def test_ragged_labels_refused(tmp_path: Path) -> None:
+    root = write_pickles(tmp_path / "c")
+    _dump(root / "cifar-10-batches-py" / "test_batch", {b"data": np.zeros((2, 3072), np.uint8), b"labels": [1, [2]]})
+    _error(root, r"test_batch: labels must be a flat list of integers")
+
+
+def test_uint64_label_refused_naming_the_file(tmp_path: Path) -> None:
+    root = write_pickles(tmp_path / "c")  # 2^64 - 1 would wrap to -1 when cast to int64
+    _dump(root / "cifar-10-batches-py" / "test_batch", {b"data": np.zeros((1, 3072), np.uint8), b"labels": np.array([2**64 - 1], np.uint64)})
+    _error(root, rf"test_batch: label {2**64 - 1} means {2**64} classes, above the limit")
+
+
+def test_zero_dimensional_class_names_refused(tmp_path: Path) -> None:
+    root = write_pickles(tmp_path / "c")
+    _dump(root / "cifar-10-batches-py" / "batches.meta", {b"label_names": np.array(5)})
+    _error(root, r"batches.meta: b'label_names' must be a list of names")
+
+
+def test_shared_references_cannot_expand_the_data(tmp_path: Path) -> None:
+    """A pickle repeats an object by reference in 2 bytes: 3,000 rows of 3,072 ints from a ~10 KB file."""
+    root = write_pickles(tmp_path / "c")
+    path = root / "cifar-10-batches-py" / "test_batch"
+    _dump(path, {b"data": [[7] * 3072] * 3000, b"labels": [1] * 3000})
+    assert path.stat().st_size < 20_000
+    _error(root, r"test_batch: b'data' lists 3000 rows of 3072 pixels, more than its \d+ bytes can hold")
+    honest = [[(i + v) % 256 for v in range(3072)] for i in range(2)]  # distinct rows cost >= 1 byte a pixel
+    _dump(path, {b"data": honest, b"labels": [3, 4]})
+    data = load_dataset("cifar10", root)
+    assert data.test.images.shape == (2, 3, 32, 32) and int(data.test.images[1, 0, 0, 0]) == 1
+
+
+def test_shared_references_cannot_expand_labels_or_names(tmp_path: Path) -> None:
+    root = write_pickles(tmp_path / "c")
+    inner = [1] * 1000
+    _dump(root / "cifar-10-batches-py" / "test_batch", {b"data": np.zeros((1, 3072), np.uint8), b"labels": [[inner] * 1000]})
+    _error(root, r"test_batch: labels must be a flat list of integers")
+    root = write_pickles(tmp_path / "d")
+    _dump(root / "cifar-10-batches-py" / "batches.meta", {b"label_names": [[[inner] * 1000]] * 10})  # str() would be ~3 MB a name
+    _error(root, r"batches.meta: class names must be strings, got list")
+
+
+def test_unreadable_meta_txt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = write_bin(tmp_path)
+    real = Path.read_text
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        if self.name == "batches.meta.txt":
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    _error(root, r"batches.meta.txt: cannot read \(PermissionError: \[Errno 13\] Permission denied\)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 from deepmimic.data import load_dataset
+from deepmimic.data.sources import _common
 from deepmimic.errors import DataError
 
 
@@ -122,3 +124,72 @@ def test_real_mnist(shared_data: Path) -> None:
     data = load_dataset("mnist", shared_data / "mnist")
     assert len(data.train) == 60000 and len(data.test) == 10000
     assert data.train.labels[0].item() == 5
+
+
+# --- hostile inputs (issue 12) ---------------------------------------------------------
+
+
+def _one_line_error(info: pytest.ExceptionInfo[DataError], path_part: str) -> str:
+    text = str(info.value)
+    assert "\n" not in text and path_part in text
+    return text
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_zero_images_refused(tmp_path: Path, gz: bool) -> None:
+    empty = {"train-images-idx3-ubyte": idx_bytes(np.zeros((0, 28, 28)), 2051), "train-labels-idx1-ubyte": idx_bytes(np.zeros(0), 2049)}
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte(\.gz)?: holds no images \(header says N=0\)") as info:
+        load_dataset("mnist", write_idx_dir(tmp_path / "m", gz=gz, **empty))
+    _one_line_error(info, "train-images-idx3-ubyte")
+
+
+def test_zero_labels_refused(tmp_path: Path) -> None:
+    root = write_idx_dir(tmp_path / "m", **{"t10k-labels-idx1-ubyte": idx_bytes(np.zeros(0), 2049)})
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: holds no labels"):
+        load_dataset("mnist", root)
+
+
+def test_empty_image_size_refused(tmp_path: Path) -> None:
+    header = struct.pack(">4I", 2051, 6, 0, 0)  # six images of 0x0 pixels: no payload at all
+    overrides = {"train-images-idx3-ubyte": header, "t10k-images-idx3-ubyte": struct.pack(">4I", 2051, 4, 0, 0)}
+    root = write_idx_dir(tmp_path / "m", gz=False, **overrides)
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte: header declares an empty image size \(0, 0\)"):
+        load_dataset("mnist", root)
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_dims_past_2_to_the_63_are_refused_without_allocating(tmp_path: Path, gz: bool) -> None:
+    # 2^31 * 2^31 * 4 = 2^64: np.prod wraps this to 0, which a 16-byte file would "match".
+    header = struct.pack(">4I", 2051, 2**31, 2**31, 4)
+    root = write_idx_dir(tmp_path / "m", gz=gz, **{"train-images-idx3-ubyte": header})
+    expected = 16 + 2**64  # computed with Python ints: no wrap-around
+    if gz:  # nothing is inflated: the declared size alone is over the hard limit
+        needle = f"header declares {expected} bytes, above the {4 << 30}-byte limit for gzip files"
+    else:  # compared with the file's size before anything is read
+        needle = f"truncated idx file \\(16 bytes, header says {expected}\\)"
+    with pytest.raises(DataError, match=needle) as info:
+        load_dataset("mnist", root)
+    _one_line_error(info, "train-images-idx3-ubyte")
+
+
+def test_gzip_inflating_past_its_header_stops_early(tmp_path: Path) -> None:
+    """Header says 2 images of 28x28 (1,584 bytes) but the stream inflates to 8 MiB: read stops just past 1,584."""
+    bomb = idx_bytes(np.zeros((2, 28, 28)), 2051) + bytes(8 << 20)
+    root = write_idx_dir(tmp_path / "m", **{"train-images-idx3-ubyte": bomb})
+    assert (root / "train-images-idx3-ubyte.gz").stat().st_size < 20_000  # a small file on disk
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: oversized idx file \(header says 1584 bytes, it inflates past that\)") as info:
+            load_dataset("mnist", root)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    _one_line_error(info, "train-images-idx3-ubyte.gz")
+    assert peak < 1 << 20, f"inflated {peak} bytes: the whole 8 MiB stream was read"
+
+
+def test_gzip_header_above_the_hard_limit_is_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_common, "MAX_DECOMPRESSED_BYTES", 1000)  # a valid 1,584-byte payload is now too big
+    root = write_idx_dir(tmp_path / "m", **{"train-images-idx3-ubyte": idx_bytes(np.zeros((2, 28, 28)), 2051)})
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: header declares 1584 bytes, above the 1000-byte limit for gzip files"):
+        load_dataset("mnist", root)

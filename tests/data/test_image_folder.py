@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 from deepmimic.data import load_dataset
+from deepmimic.data.sources import _common
 from deepmimic.errors import DataError
 
 
@@ -71,3 +73,37 @@ def test_train_test_class_mismatch(tmp_path: Path, write_image) -> None:
     write_image(tmp_path / "f" / "test" / "b" / "0.png")
     with pytest.raises(DataError, match="train/ and test/ have different class folders"):
         load_dataset("image-folder", tmp_path / "f")
+
+
+# --- hostile inputs (issue 12) ---------------------------------------------------------
+
+
+def test_resize_target_above_pillows_limit_refused(tmp_path: Path, write_image, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image(tmp_path / "f" / "a" / "0.png", colour=False)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # stands for the default 89 M (a 100000x100000 target is 10^10)
+    with pytest.raises(DataError, match=r"size \(40, 40\) is 1600 pixels per image, above Pillow's limit of 1000"):
+        load_dataset("image-folder", tmp_path / "f", size=(40, 40))
+    assert len(load_dataset("image-folder", tmp_path / "f", size=(20, 50)).train) == 1  # 1,000 pixels: allowed
+
+
+def test_too_many_class_folders_refused(tmp_path: Path, write_image, monkeypatch: pytest.MonkeyPatch) -> None:
+    for cls in ("a", "b", "c"):
+        write_image(tmp_path / "f" / cls / "0.png")
+    monkeypatch.setattr(_common, "MAX_CLASSES", 2)
+    with pytest.raises(DataError, match=r"f: 3 class subfolders means 3 classes, above the limit of 2"):
+        load_dataset("image-folder", tmp_path / "f")
+
+
+def test_unlistable_class_folder(tmp_path: Path, write_image, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image(tmp_path / "f" / "a" / "0.png")
+    real = Path.iterdir
+
+    def refuse(self: Path):
+        if self.name == "a":
+            raise PermissionError(13, "Permission denied")
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", refuse)
+    with pytest.raises(DataError, match=r"f/a: cannot list \(PermissionError: \[Errno 13\] Permission denied\)") as info:
+        load_dataset("image-folder", tmp_path / "f")
+    assert "\n" not in str(info.value)

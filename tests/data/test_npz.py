@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import tracemalloc
 import zipfile
 from pathlib import Path
 
 import numpy as np
+import numpy.lib.format as npy_format
 import pytest
 import torch
 
 from deepmimic.data import load_dataset, read_image_pool
+from deepmimic.data.sources import _common
 from deepmimic.errors import DataError
 
 
@@ -109,3 +113,94 @@ def test_real_ood_pool(shared_data: Path) -> None:
     pool = read_image_pool(shared_data / "ood-tinyimagenet-32.npz")
     assert pool.images.shape == (5000, 3, 32, 32) and pool.in_shape == (3, 32, 32)
     assert pool.images.dtype == torch.uint8 and pool.num_classes == 50
+
+
+# --- hostile inputs (issue 12) ---------------------------------------------------------
+
+
+def _error(path: Path, needle: str, pool: bool = False) -> str:
+    """The one-line DataError of reading ``path`` as a dataset (or, ``pool``, an image pool), matching ``needle``."""
+    with pytest.raises(DataError, match=needle) as info:
+        read_image_pool(path) if pool else load_dataset("npz", path)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(str(path))
+    return text
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def test_empty_images_refused(tmp_path: Path) -> None:
+    path = tmp_path / "e.npz"
+    np.savez(path, images=np.zeros((0, 4, 4), np.uint8), labels=np.zeros(0, np.int64))
+    _error(path, r"e.npz:images: holds no images \(shape \(0, 4, 4\)\)")
+    _error(path, "holds no images", pool=True)
+    np.savez(path, images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0, 1]),
+             test_images=np.zeros((0, 4, 4), np.uint8), test_labels=np.zeros(0, np.int64))
+    _error(path, r"e.npz:test_images: holds no images")
+
+
+def test_images_without_pixels_refused(tmp_path: Path) -> None:
+    path = tmp_path / "z.npz"
+    np.savez(path, images=np.zeros((4, 0, 4), np.uint8), labels=np.zeros(4, np.int64))
+    _error(path, r"z.npz:images: images have an empty dimension \(shape \(4, 0, 4\)\)")
+
+
+def test_labels_beyond_the_class_limit_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.npz"
+    np.savez(path, images=np.zeros((3, 4, 4), np.uint8), labels=np.array([0, 1, 100_000]))
+    _error(path, r"big.npz:labels: label 100000 means 100001 classes, above the limit of 100000")
+    np.savez(path, images=np.zeros((3, 4, 4), np.uint8), labels=np.array([0, 1, 10**9]))  # would be 10^9 class names
+    _error(path, r"label 1000000000 means 1000000001 classes, above the limit of 100000", pool=True)
+    np.savez(path, images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0, 2**64 - 1], np.uint64))  # must not wrap to -1
+    _error(path, f"label {2**64 - 1} means")
+
+
+def test_absurdly_many_class_names_refused(tmp_path: Path) -> None:
+    path = tmp_path / "names.npz"
+    np.savez(path, images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0, 1]), class_names=np.full(100_001, "a"))
+    _error(path, r"names.npz: class_names with 100001 entries means 100001 classes, above the limit of 100000")
+
+
+def test_member_without_numpy_magic(tmp_path: Path) -> None:
+    path = tmp_path / "g.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("images.npy", b"garbage bytes")  # np.load hands such a member back as raw bytes
+        archive.writestr("labels.npy", _npy(np.zeros(3, np.int64)))
+    _error(path, r"g.npz: not a readable .npz file \(array 'images': bad header: no NumPy magic\)")
+
+
+def test_member_header_lying_about_its_shape_is_refused_before_allocating(tmp_path: Path) -> None:
+    path = tmp_path / "lie.npz"
+    header = io.BytesIO()
+    npy_format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (1000, 100, 1000)})  # 100 MB, no data
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("images.npy", header.getvalue())
+        archive.writestr("labels.npy", _npy(np.zeros(1000, np.int64)))
+    tracemalloc.start()
+    try:
+        _error(path, r"array 'images': header declares shape \(1000, 100, 1000\) of uint8 \(100000000 bytes\) but 0 bytes follow it")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 10 << 20, f"allocated {peak} bytes for a header-only member"
+
+
+def test_compressed_members_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_common, "MAX_DECOMPRESSED_BYTES", 1 << 20)
+    path = tmp_path / "bomb.npz"
+    np.savez_compressed(path, images=np.zeros((512, 64, 64), np.uint8), labels=np.zeros(512, np.int64))  # 2 MiB of zeros
+    assert path.stat().st_size < 100_000
+    _error(path, r"bomb.npz: array 'images' inflates past 1048576 bytes, the limit for compressed data")
+
+
+def test_only_the_named_arrays_are_read(tmp_path: Path) -> None:
+    path = tmp_path / "extra.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("images.npy", _npy(np.zeros((2, 4, 4), np.uint8)))
+        archive.writestr("labels.npy", _npy(np.array([0, 1])))
+        archive.writestr("notes.npy", b"\x93NUMPY garbage that is never read")
+    assert len(read_image_pool(path)) == 2

@@ -92,3 +92,48 @@ def test_real_tiny_imagenet_sample(shared_data: Path) -> None:
     assert data.train.images.shape == (200, 3, 64, 64) and data.test.images.shape == (100, 3, 64, 64)
     assert data.train.num_classes == 10 and torch.bincount(data.train.labels).tolist() == [20] * 10
     assert all(name and not name.startswith("n0") for name in data.train.class_names)  # names from words.txt
+
+
+# --- hostile inputs (issue 12) ---------------------------------------------------------
+
+
+def _error(root: Path, needle: str) -> str:
+    with pytest.raises(DataError, match=needle) as info:
+        load_dataset("tiny-imagenet", root)
+    assert "\n" not in str(info.value) and str(info.value).startswith(str(root))
+    return str(info.value)
+
+
+def test_no_train_images_refused(tiny: Path) -> None:
+    for wnid in ("n01443537", "n02802426"):
+        for image in (tiny / "train" / wnid / "images").iterdir():
+            image.unlink()
+    _error(tiny, r"tiny/train: holds no images$")
+
+
+def test_val_file_names_must_stay_in_val_images(tiny: Path) -> None:
+    (tiny / "val" / "val_annotations.txt").write_text("../../train/n01443537/images/n01443537_0.JPEG\tn01443537\n")
+    _error(tiny, r"val_annotations.txt:1: '\.\./\.\./train/n01443537/images/n01443537_0\.JPEG' is not a plain file name")
+
+
+def test_wnids_must_be_plain_names(tiny: Path) -> None:
+    (tiny / "wnids.txt").write_text("n01443537\n../n02802426\n")
+    (tiny / "n02802426" / "images").mkdir(parents=True)  # what train/../n02802426/images would reach
+    _error(tiny, r"wnids.txt: '\.\./n02802426' is not a plain wnid")
+
+
+def test_too_many_wnids_refused(tiny: Path) -> None:
+    (tiny / "wnids.txt").write_text("".join(f"n{i:08d}\n" for i in range(100_001)))
+    _error(tiny, r"wnids.txt: 100001 wnids means 100001 classes, above the limit of 100000")
+
+
+def test_unreadable_wnids(tiny: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Path.read_text
+
+    def refuse(self: Path, *args: object, **kwargs: object) -> str:
+        if self.name == "wnids.txt":
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+    _error(tiny, r"wnids.txt: cannot read \(PermissionError: \[Errno 13\] Permission denied\)")

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 import uvicorn
 
 from deepmimic.cli import main
@@ -111,3 +112,54 @@ def test_trained_run_folder_as_teacher_and_the_label_only_gap(mentor_run: Path, 
 
     report = build_report(tmp_path / "both")["report.md"].read_text()
     assert "Student (top-1 only)" in report
+
+
+# Issue 12, item 3: everything is checked before the first query is paid for.
+def _no_queries(*_args: object, **_kwargs: object) -> None:
+    raise AssertionError("the teacher was queried before the options were checked")
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--student", "c-xx-s"], "xx"),
+        (["--student", "c-mp-fc-s", "--student-option", "bogus=1"], "bogus"),
+        (["--student", "c:99999999-s"], "parameters need about"),
+    ],
+)
+def test_mimic_checks_the_student_before_querying(mentor_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                  capsys: pytest.CaptureFixture[str], extra: list[str], needle: str) -> None:
+    monkeypatch.setattr("deepmimic.pipelines.mimic.label_dataset_sharded", _no_queries)
+    out = tmp_path / "copy"
+    argv = ["mimic", "--teacher", str(mentor_run / "run" / "mentor"), "--data", f"npz:{mentor_run / 'blobs.npz'}", "--out", str(out), *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
+    assert not out.exists()
+
+
+def test_mimic_refuses_an_output_path_that_is_a_file_before_querying(mentor_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("deepmimic.pipelines.mimic.label_dataset_sharded", _no_queries)
+    (tmp_path / "file").write_text("x")
+    argv = ["mimic", "--teacher", str(mentor_run / "run" / "mentor"), "--data", f"npz:{mentor_run / 'blobs.npz'}",
+            "--student", "c-mp-fc-s", "--out", str(tmp_path / "file")]
+    assert main(argv) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+
+
+def test_mimic_with_a_predictions_file_and_a_subset_uses_the_subsets_rows(mentor_run: Path, tmp_path: Path) -> None:
+    import numpy as np  # noqa: PLC0415
+
+    from deepmimic.data import load_dataset  # noqa: PLC0415
+
+    train = load_dataset("npz", mentor_run / "blobs.npz").train
+    probs = np.eye(4, dtype=np.float32)[train.labels.numpy()]  # the true class as a one-hot "teacher"
+    np.save(tmp_path / "preds.npy", probs)
+    opts = MimicOptions(teacher=str(tmp_path / "preds.npy"), data=f"npz:{mentor_run / 'blobs.npz'}", student="c-mp-fc-s",
+                        out=str(tmp_path / "copy"), subset=50, student_options=STUDENT_OPTIONS, train={"epochs": 1, "batch_size": 16})
+    results = run_mimic(opts, progress=False)
+    assert results["data"]["unlabeled"] == 50
+    answers = np.load(tmp_path / "copy" / "teacher-probs.npy")
+    keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:50].sort().values
+    assert np.array_equal(answers, probs[keep.numpy()])  # row i of the subset got the file's row keep[i]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+import numpy.lib.format as npy_format
 import pytest
 import torch
 
@@ -112,3 +114,32 @@ def test_wrong_n_against_the_images(tmp_path: Path) -> None:
     np.save(tmp_path / "p.npy", probs(6))
     with pytest.raises(TeacherError, match="6 rows of predictions but the unlabelled set has 4 images"):
         PredictionsTeacher(tmp_path / "p.npy", images=images(4))
+
+
+# --- hostile inputs (issue 12) ---------------------------------------------------------
+
+
+def _header_only(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
+    buffer = io.BytesIO()
+    npy_format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue()
+
+
+HOSTILE = [
+    # np.load falls back to unpickling a file without the NumPy magic and blames "allow_pickle".
+    ("random.npy", np.random.default_rng(0).bytes(500), r"not a readable \.npy file \(bad header: no NumPy magic\)"),
+    ("empty.npy", b"", r"not a readable \.npy file \(bad header: no NumPy magic\)"),
+    ("bad_descr.npy", _header_only((2, 2), descr="<zz"), r"not a readable \.npy file \(bad header: "),
+    # A header declaring 400 GB with no data after it: refused from the header, nothing allocated.
+    ("lying.npy", _header_only((10**6, 10**5)), r"header declares shape \(1000000, 100000\) of float32 \(400000000000 bytes\) but 0 bytes follow it"),
+    ("no_rows.npy", np.zeros((0, 3), np.float32), r"no rows of predictions \(shape \(0, 3\)\)"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "message"), HOSTILE, ids=[h[0] for h in HOSTILE])
+def test_hostile_npy_files(tmp_path: Path, name: str, content: object, message: str) -> None:
+    path = _write(tmp_path, name, content)
+    with pytest.raises(TeacherError, match=message) as info:
+        load_predictions(path)
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(str(path)) and "Python objects" not in text

@@ -13,8 +13,10 @@ import os
 from pathlib import Path
 
 import numpy as np
+import numpy.lib.format as npy_format
 import torch
 
+from deepmimic.data.sources._common import NpyProblem, read_npy_header
 from deepmimic.errors import TeacherError
 from deepmimic.teachers.base import validate_probs
 from deepmimic.teachers.blackbox import check_images
@@ -29,13 +31,24 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    """The array of a ``.npy`` file, its header checked before anything is allocated.
+
+    ``np.load`` alone would call any file without the NumPy magic "pickled data" (it falls
+    back to unpickling) and would allocate whatever shape a lying header declares; so the
+    header is parsed first: "holds Python objects" only when it parses and declares an
+    object dtype, "not a readable .npy file" for a bad header or a size mismatch.
+    """
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        if "allow_pickle" in str(exc):
-            raise TeacherError(f"{path}: holds Python objects, which are refused (save a float array)") from exc
-        raise TeacherError(f"{path}: not a readable .npy file ({_one_line(exc)})") from exc
-    except (OSError, EOFError) as exc:
+        with open(path, "rb") as handle:
+            try:
+                read_npy_header(handle, os.fstat(handle.fileno()).st_size)
+            except NpyProblem as exc:
+                if exc.objects:
+                    raise TeacherError(f"{path}: holds Python objects, which are refused (save a float array)") from exc
+                raise TeacherError(f"{path}: not a readable .npy file ({exc})") from exc
+            handle.seek(0)
+            return npy_format.read_array(handle, allow_pickle=False)  # shape (N, K) once validated below
+    except (OSError, EOFError, ValueError) as exc:
         raise TeacherError(f"{path}: not a readable .npy file ({_one_line(exc)})") from exc
 
 
@@ -79,6 +92,8 @@ def load_predictions(path: str | os.PathLike[str], num_rows: int | None = None, 
     if array.ndim != 2:
         raise TeacherError(f"{p}: predictions must be a 2-D array (N, K), got shape {array.shape}")
     n, k = array.shape
+    if n == 0:
+        raise TeacherError(f"{p}: no rows of predictions (shape {array.shape})")
     if k < 1:
         raise TeacherError(f"{p}: predictions have no classes (shape {array.shape})")
     if num_rows is not None and n != num_rows:
@@ -113,14 +128,29 @@ class PredictionsTeacher:
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], images: torch.Tensor | None = None, num_rows: int | None = None, atol: float = 1e-3
+        self,
+        path: str | os.PathLike[str],
+        images: torch.Tensor | None = None,
+        num_rows: int | None = None,
+        atol: float = 1e-3,
+        rows: torch.Tensor | None = None,
     ) -> None:
+        """``rows`` (int64 (M,)): the file answers for a set of ``num_rows`` images and ``images``
+        are these M rows of it (a subset); the teacher then answers for the subset, row i with
+        the file's row ``rows[i]``."""
         if images is not None:
             check_images(images, "predictions teacher")
             num_rows = int(images.shape[0]) if num_rows is None else num_rows
         self.path = Path(path).expanduser()
         self.source = self.path.name
         self.probs = load_predictions(self.path, num_rows, atol)  # (N, K) float32
+        if rows is not None:
+            rows = rows.to(torch.int64).reshape(-1)
+            if images is not None and rows.numel() != images.shape[0]:
+                raise TeacherError(f"{self.source}: {rows.numel()} rows chosen for {images.shape[0]} images")
+            if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= self.probs.shape[0]):
+                raise TeacherError(f"{self.source}: a chosen row lies outside the file's {self.probs.shape[0]} rows")
+            self.probs = self.probs[rows]  # (M, K): row i answers for images[i]
         self.num_classes = int(self.probs.shape[1])
         self.num_rows = int(self.probs.shape[0])
         self._images = images

@@ -35,6 +35,8 @@ def _images_from_rows(rows: np.ndarray, source: Path) -> torch.Tensor:
     """(N, 3072) rows of R, G, B 32x32 planes -> contiguous uint8 (N, 3, 32, 32)."""
     if rows.ndim != 2 or rows.shape[1] != 3072:
         raise DataError(f"{source}: expected image rows of 3072 bytes, got shape {rows.shape}")
+    if rows.shape[0] == 0:
+        raise DataError(f"{source}: holds no images")
     if rows.dtype != np.uint8:
         if not np.issubdtype(rows.dtype, np.integer) or (rows.size and (rows.min() < 0 or rows.max() > 255)):
             raise DataError(f"{source}: image rows must be integers in 0..255, got dtype {rows.dtype}")
@@ -64,7 +66,11 @@ def _class_names_txt(path: Path) -> tuple[str, ...]:
     """Class names from batches.meta.txt (one a line), or the standard ones if it is absent."""
     if not path.is_file():
         return CIFAR10_CLASSES
-    names = tuple(line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip())
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({one_line(exc)})") from exc
+    names = tuple(line.strip() for line in text.splitlines() if line.strip())
     if len(names) != 10:
         raise DataError(f"{path}: expected 10 class names, found {len(names)}")
     return names
@@ -78,8 +84,46 @@ def _load_cifar10_bin(directory: Path) -> TrainTest:
     return TrainTest(train, ImageDataset(test_images, test_labels, classes, "cifar10/test"))
 
 
-def _decode(name: object) -> str:
-    return name.decode("utf-8", errors="replace") if isinstance(name, bytes) else str(name)
+def _decode(name: object, path: Path) -> str:
+    """One class name: bytes (decoded as UTF-8) or str; a number is accepted as its digits.
+
+    Anything else is refused: ``str()`` of a nested list whose items the pickle shares by
+    reference could be far larger than the file.
+    """
+    if isinstance(name, bytes):
+        return name.decode("utf-8", errors="replace")
+    if isinstance(name, (str, int, np.integer)) and not isinstance(name, bool):
+        return str(name)
+    raise DataError(f"{path}: class names must be strings, got {type(name).__name__}")
+
+
+def _rows(data: object, path: Path) -> np.ndarray:
+    """b"data" as an array of image rows, without letting shared references expand it.
+
+    A pickle may repeat one object by reference (2 bytes per repeat), so ``[row] * 10**6``
+    is a small file that ``np.asarray`` would turn into gigabytes. An array is as big as
+    its bytes in the file; a list may hold at most as many pixels as the file has bytes
+    (an honest pickle spends at least one byte per pixel), each row a flat sequence of
+    3,072 integers.
+    """
+    if isinstance(data, np.ndarray):
+        return data
+    if not isinstance(data, (list, tuple)):
+        raise DataError(f"{path}: b'data' must be an array of image rows, got {type(data).__name__}")
+    budget = path.stat().st_size
+    if len(data) * 3072 > budget:
+        raise DataError(f"{path}: b'data' lists {len(data)} rows of 3072 pixels, more than its {budget} bytes can hold")
+    for row in data:
+        if isinstance(row, np.ndarray):
+            flat = row.ndim == 1
+        else:
+            flat = isinstance(row, (list, tuple, bytes)) and all(isinstance(v, (int, np.integer)) for v in row)
+        if not flat or len(row) != 3072:
+            raise DataError(f"{path}: every b'data' row must be 3072 integers")
+    try:
+        return np.asarray(data)  # (N, 3072): bounded by the checks above
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise DataError(f"{path}: b'data' is not an array ({one_line(exc)})") from exc
 
 
 def _pickle_part(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,24 +131,19 @@ def _pickle_part(path: Path, label_key: bytes) -> tuple[torch.Tensor, torch.Tens
     batch: Any = safe_unpickle(path)
     if not isinstance(batch, dict) or b"data" not in batch or label_key not in batch:
         raise DataError(f"{path}: expected a dict with b'data' and {label_key!r}")
-    try:
-        rows = np.asarray(batch[b"data"])
-    except (ValueError, TypeError) as exc:
-        raise DataError(f"{path}: b'data' is not an array ({exc})") from exc
-    images = _images_from_rows(rows, path)
-    return images, to_labels(np.asarray(batch[label_key]), images.shape[0], str(path))
+    images = _images_from_rows(_rows(batch[b"data"], path), path)
+    return images, to_labels(batch[label_key], images.shape[0], str(path))  # to_labels refuses ragged or nested lists
 
 
 def _pickle_names(path: Path, key: bytes, expected: int) -> tuple[str, ...]:
     meta: Any = safe_unpickle(path)
     if not isinstance(meta, dict) or key not in meta:
         raise DataError(f"{path}: expected a dict with {key!r}")
-    if not isinstance(meta[key], (list, tuple, np.ndarray)):
-        raise DataError(f"{path}: {key!r} must be a list of names")
-    names = tuple(_decode(n) for n in meta[key])
-    if len(names) != expected:
-        raise DataError(f"{path}: expected {expected} class names, found {len(names)}")
-    return names
+    if not isinstance(meta[key], (list, tuple, np.ndarray)) or (isinstance(meta[key], np.ndarray) and meta[key].ndim != 1):
+        raise DataError(f"{path}: {key!r} must be a list of names")  # a 0-d array cannot even be iterated
+    if len(meta[key]) != expected:  # counted before decoding, however long the list is
+        raise DataError(f"{path}: expected {expected} class names, found {len(meta[key])}")
+    return tuple(_decode(n, path) for n in meta[key])
 
 
 def _checked(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], name: str, source: Path) -> ImageDataset:

@@ -3,7 +3,10 @@
     root/<class>/*.png|jpg|jpeg|bmp|gif                     -> stratified test_fraction split
     root/train/<class>/...  and  root/test/<class>/...       -> used as given
 
-Class names are the sorted subfolder names. Hidden files and folders are skipped.
+Class names are the sorted subfolder names. Hidden files and folders are skipped. At most
+:data:`~deepmimic.data.sources._common.MAX_CLASSES` class folders; a ``size`` may not
+exceed Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS`` pixels), so a
+resize target cannot allocate more than one oversized image could.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import torch
 from PIL import Image
 
 from deepmimic.data.dataset import ImageDataset, TrainTest
-from deepmimic.data.sources._common import one_line, require_dir, split_train_test
+from deepmimic.data.sources._common import check_class_count, one_line, require_dir, split_train_test
 from deepmimic.data.sources.images import IMAGE_SUFFIXES, stack_images
 from deepmimic.errors import DataError
 
@@ -23,15 +26,22 @@ _GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 
 def _scan(directory: Path) -> tuple[tuple[str, ...], list[Path], list[int]]:
     """(class names, image paths, labels) of ``directory/<class>/*``."""
-    classes = tuple(sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    try:
+        classes = tuple(sorted(p.name for p in directory.iterdir() if p.is_dir() and not p.name.startswith(".")))
+    except OSError as exc:  # permissions, I/O errors
+        raise DataError(f"{directory}: cannot list ({one_line(exc)})") from exc
     if not classes:
         raise DataError(f"{directory}: no class subfolders")
+    check_class_count(len(classes), str(directory), f"{len(classes)} class subfolders")
     paths: list[Path] = []
     labels: list[int] = []
     for index, name in enumerate(classes):
-        files = sorted(
-            p for p in (directory / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
-        )
+        try:
+            files = sorted(
+                p for p in (directory / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+            )
+        except OSError as exc:
+            raise DataError(f"{directory / name}: cannot list ({one_line(exc)})") from exc
         paths += files
         labels += [index] * len(files)
     if not paths:
@@ -65,6 +75,11 @@ def _check_size(size: object) -> tuple[int, int] | None:
         or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size)
     ):
         raise DataError(f"size must be two positive integers (H, W), got {size!r}")
+    limit = Image.MAX_IMAGE_PIXELS  # None when a user has switched Pillow's check off
+    if limit is not None and size[0] * size[1] > limit:  # each resized image would be this big
+        raise DataError(
+            f"size {tuple(size)} is {size[0] * size[1]} pixels per image, above Pillow's limit of {int(limit)} (PIL.Image.MAX_IMAGE_PIXELS)"
+        )
     return int(size[0]), int(size[1])
 
 

@@ -6,7 +6,9 @@
     val/images/*.JPEG + val/val_annotations.txt   "file<TAB>wnid<TAB>bbox..."
 
 The validation set serves as the test set (the official test labels are not public).
-Images are decoded as RGB (a few are greyscale in the original).
+Images are decoded as RGB (a few are greyscale in the original). At most
+:data:`~deepmimic.data.sources._common.MAX_CLASSES` wnids; the file names in
+val_annotations.txt must be plain names inside val/images/.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 
 from deepmimic.data.dataset import ImageDataset, TrainTest
-from deepmimic.data.sources._common import require_dir
+from deepmimic.data.sources._common import check_class_count, one_line, require_dir
 from deepmimic.data.sources.images import stack_images
 from deepmimic.errors import DataError
 
@@ -25,7 +27,11 @@ def _read_lines(path: Path) -> list[str]:
     """Non-blank stripped lines of a text file; DataError if it is missing."""
     if not path.is_file():
         raise DataError(f"{path}: no such file")
-    return [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:  # permissions, I/O errors
+        raise DataError(f"{path}: cannot read ({one_line(exc)})") from exc
+    return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 def _class_names(root: Path, wnids: list[str]) -> tuple[str, ...]:
@@ -41,7 +47,7 @@ def _class_names(root: Path, wnids: list[str]) -> tuple[str, ...]:
 def _dataset(paths: list[Path], labels: list[int], classes: tuple[str, ...], wnids: list[str], name: str, where: Path) -> ImageDataset:
     """Decode ``paths`` as RGB into (N, 3, H, W); every image must have the first one's size."""
     if not paths:
-        raise DataError(f"{where}: no images found")
+        raise DataError(f"{where}: holds no images")
     images = torch.from_numpy(stack_images(paths, "RGB"))
     return ImageDataset(images, torch.tensor(labels, dtype=torch.int64), classes, name, meta={"wnids": tuple(wnids)})
 
@@ -52,6 +58,10 @@ def load_tiny_imagenet(root: str | Path) -> TrainTest:
     wnids = _read_lines(base / "wnids.txt")
     if not wnids:
         raise DataError(f"{base / 'wnids.txt'}: no wnids")
+    check_class_count(len(wnids), str(base / "wnids.txt"), f"{len(wnids)} wnids")
+    for wnid in wnids:  # each names a folder train/<wnid>/: no path tricks
+        if wnid in (".", "..") or "/" in wnid or "\\" in wnid:
+            raise DataError(f"{base / 'wnids.txt'}: {wnid!r} is not a plain wnid")
     if len(set(wnids)) != len(wnids):
         raise DataError(f"{base / 'wnids.txt'}: repeated wnids")
     index = {w: i for i, w in enumerate(wnids)}
@@ -63,7 +73,10 @@ def load_tiny_imagenet(root: str | Path) -> TrainTest:
         folder = base / "train" / wnid / "images"
         if not folder.is_dir():
             raise DataError(f"{folder}: no such directory (class {wnid} from wnids.txt)")
-        files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+        try:
+            files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpeg", ".jpg", ".png"))
+        except OSError as exc:
+            raise DataError(f"{folder}: cannot list ({one_line(exc)})") from exc
         train_paths += files
         train_labels += [index[wnid]] * len(files)
 
@@ -74,6 +87,8 @@ def load_tiny_imagenet(root: str | Path) -> TrainTest:
         fields = line.split("\t")
         if len(fields) < 2:
             raise DataError(f"{annotations}:{number}: expected 'file<TAB>wnid'")
+        if fields[0] in ("", ".", "..") or "/" in fields[0] or "\\" in fields[0]:  # must name a file in val/images/
+            raise DataError(f"{annotations}:{number}: {fields[0]!r} is not a plain file name")
         if fields[1] not in index:
             raise DataError(f"{annotations}:{number}: unknown wnid {fields[1]} (not in wnids.txt)")
         val_paths.append(base / "val" / "images" / fields[0])
