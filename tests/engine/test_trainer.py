@@ -135,3 +135,25 @@ def test_optimizers_and_schedules_run(optimizer: str, schedule: str) -> None:
         assert result.history[1]["lr"] == pytest.approx(0.001)
     elif schedule == "constant":
         assert result.history[1]["lr"] == pytest.approx(0.01)
+
+
+def test_resume_into_another_architecture_is_a_one_line_error(tmp_path: Path) -> None:
+    """Issue 12, item 8: load_state_dict's multi-line message becomes one line."""
+    method, data, norm = supervised_setup()
+    fit(method, data, norm, TrainSettings(**{**SETTINGS, "epochs": 1}), run_dir=tmp_path, progress=False)
+    wider = Supervised(nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(6 * 16, 4)))
+    with pytest.raises(TrainingError, match="checkpoint does not fit this model") as err:
+        fit(wider, data, norm, TrainSettings(**{**SETTINGS, "epochs": 1}), run_dir=tmp_path, resume=True, progress=False)
+    assert "\n" not in str(err.value)
+
+
+def test_resume_with_more_epochs_continues_at_the_longer_schedules_rates(tmp_path: Path) -> None:
+    """Issue 12, item 2: a cosine run of 2 epochs extended to 4 trains epochs 3-4 at lr > 0,
+    with the rates of a 4-epoch run, and ends where a 4-epoch run resumed after epoch 2 ends."""
+    method, data, norm = supervised_setup()
+    fit(method, data, norm, TrainSettings(**{**SETTINGS, "epochs": 2}), run_dir=tmp_path / "short", progress=False)
+    extended = fit(method, data, norm, TrainSettings(**SETTINGS), run_dir=tmp_path / "short", resume=True, progress=False)
+    lrs = [r["lr"] for r in extended.history]
+    long_method, _, _ = supervised_setup()
+    planned = [r["lr"] for r in fit(long_method, data, norm, TrainSettings(**SETTINGS), progress=False).history]
+    assert lrs[2:] == pytest.approx(planned[2:], rel=1e-12) and min(lrs) > 0

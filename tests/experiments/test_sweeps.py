@@ -117,3 +117,12 @@ def test_inference_time_times_every_ladder_model(tmp_path: Path) -> None:
     assert table.strip() == summary_table(summary).strip()
     assert (tmp_path / "out" / "inference-time" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
     assert "Wall time" in (tmp_path / "out" / "inference-time" / "report.md").read_text()
+
+
+def test_resume_refuses_a_finished_point_run_with_other_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 12, item 1 for sweeps: a finished point is reused only with the same settings."""
+    monkeypatch.setattr(sweeps, "RATIOS", (0.2,))
+    opts = SweepOptions(**{**options(tmp_path).__dict__, "seeds": 1, "epochs": 1})
+    run_experiment("split-ratio", opts)
+    with pytest.raises(ConfigError, match=r"cannot resume .*finished with other settings \(.*epochs 1 -> 2"):
+        run_experiment("split-ratio", SweepOptions(**{**opts.__dict__, "epochs": 2, "resume": True}))

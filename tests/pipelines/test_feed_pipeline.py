@@ -49,3 +49,22 @@ def test_feed_config_rejects_unknown_keys(tmp_path: Path) -> None:
         parse_config(raw)
     with pytest.raises(ConfigError, match="unknown pipeline 'fed'"):
         parse_config({**raw, "pipeline": "fed"})
+
+
+def test_feed_resume_refuses_changed_inputs_and_restarts_dependents(tmp_path: Path) -> None:
+    """Issue 12, item 1 for FEED: a changed stage is refused; restarting it retrains the stages it teaches."""
+    from deepmimic.errors import ConfigError  # noqa: PLC0415
+
+    raw = {**feed_config(tmp_path), "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu"},
+           "kd": {"enabled": False}, "pfeed": {"enabled": False}, "sfeed": {"stacks": 2, "beta": 10.0, "paraphraser_epochs": 1}}
+    run_feed(parse_config(raw), progress=False)
+    stack2 = (tmp_path / "feed" / "sfeed-stack-2" / "weights.safetensors").read_bytes()
+    scratch1 = (tmp_path / "feed" / "scratch-seed-1" / "weights.safetensors").read_bytes()
+    changed = {**raw, "sfeed": {**raw["sfeed"], "beta": 20.0}}
+    with pytest.raises(ConfigError, match=r"stage 'sFEED stack 2'.*method_options\.beta 10\.0 -> 20\.0"):
+        run_feed(parse_config(changed), resume=True, progress=False)
+    moved = {**raw, "scratch_seeds": [0, 2]}  # scratch 0 unchanged, a new scratch model
+    run_feed(parse_config(moved), resume=True, restart=["Scratch (seed 0)"], progress=False)
+    # Restarting scratch 0 retrained sFEED stack 2 (it learns from scratch 0) from the same seeds: same bytes.
+    assert (tmp_path / "feed" / "sfeed-stack-2" / "weights.safetensors").read_bytes() == stack2
+    assert (tmp_path / "feed" / "scratch-seed-1" / "weights.safetensors").read_bytes() == scratch1  # untouched leftover

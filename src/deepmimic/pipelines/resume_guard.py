@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from deepmimic import distributed
 from deepmimic.engine.trainer import RESUMABLE_CHANGES
 from deepmimic.errors import ConfigError, TrainingError
 from deepmimic.io_utils import write_json
@@ -159,10 +160,12 @@ def check_resume(stages: Sequence[Stage], *, resume: bool, restart: Iterable[str
 
 def clear_stages(stages: Sequence[Stage], names: set[str]) -> None:
     """Remove the files of the stages to retrain (their folders' training state and weights)."""
-    for stage in stages:
-        if stage.name in names and stage.run_dir.exists():
-            print(f"[resume] retraining stage '{stage.name}': removing {stage.run_dir}", flush=True)
-            shutil.rmtree(stage.run_dir)
+    if distributed.is_main():  # under torchrun rank 0 removes; the others wait for it
+        for stage in stages:
+            if stage.name in names and stage.run_dir.exists():
+                print(f"[resume] retraining stage '{stage.name}': removing {stage.run_dir}", flush=True)
+                shutil.rmtree(stage.run_dir)
+    distributed.barrier()
 
 
 def record_inputs(stage: Stage) -> None:
