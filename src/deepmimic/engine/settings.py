@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
 
 
 class StrictModel(BaseModel):
@@ -31,9 +31,13 @@ class TrainSettings(StrictModel):
     momentum: float = Field(0.9, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(5e-4, ge=0)
-    schedule: Literal["constant", "step", "cosine"] = "cosine"
+    schedule: Literal["constant", "step", "multistep", "cosine"] = "cosine"
     step_size: PositiveInt = 30  # epochs between decays for schedule=step
+    # schedule=multistep: lr x gamma at each milestone, given as fractions of the run
+    # (FEED's 160 epochs with drops at 80 and 120 are [0.5, 0.75]).
+    milestones: list[float] = Field(default_factory=lambda: [0.5, 0.75])
     gamma: float = Field(0.1, gt=0, le=1)
+    warmup_epochs: int = Field(0, ge=0)  # linear warm-up from lr / (warmup_epochs + 1), before the schedule
     augment: Literal["none", "crop-flip"] = "none"
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
@@ -45,3 +49,14 @@ class TrainSettings(StrictModel):
     data_on_device: bool | Literal["auto"] = "auto"  # keep uint8 images and targets on the GPU
     compile: bool = False  # torch.compile the student (nn.Module.compile: weights keep their names)
     compile_teacher: bool = False  # torch.compile a white-box teacher too (online methods)
+
+    @field_validator("milestones")
+    @classmethod
+    def _fractions(cls, milestones: list[float]) -> list[float]:
+        if any(not 0 < m < 1 for m in milestones) or milestones != sorted(set(milestones)):
+            raise ValueError(f"milestones must be increasing fractions of the run between 0 and 1, got {milestones}")
+        return milestones
+
+    def milestone_epochs(self) -> list[int]:
+        """The epochs after which a multistep schedule multiplies the lr by gamma (at least epoch 1)."""
+        return sorted({max(1, round(m * self.epochs)) for m in self.milestones})
