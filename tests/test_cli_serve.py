@@ -55,7 +55,7 @@ def test_export_torchscript_and_bundle(run_dir: Path, tmp_path: Path, capsys: py
         (["export", "no/such/stage", "--onnx", "x.onnx"], "error: no/such/stage: no such file or folder"),
         (["export", "{run}", "--onnx", "x.onnx"], "this is a run folder"),
         (["export", "{run}/mentor", "--onnx", "{run}/config.yaml/x.onnx"], "cannot write"),
-        (["export", "{run}/mentor", "--onnx", "x.onnx", "--batch-size", "0"], "--batch-size: must be at least 1"),
+        (["export", "{run}/mentor", "--onnx", "x.onnx", "--batch-size", "0"], "--batch-size: must be between 1 and 4,096"),
         (["serve", "no/such/stage"], "error: no/such/stage: no such file or folder"),
         (["serve", "missing.onnx"], "error: missing.onnx: no such ONNX file"),
         (["serve", "{run}/mentor", "--token-env", "DEEPMIMIC_TEST_UNSET_TOKEN"], "the environment variable is not set"),

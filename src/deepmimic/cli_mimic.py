@@ -12,7 +12,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from deepmimic.cli_types import non_negative_int, positive_float, positive_int
+from deepmimic.cli_types import positive_float, positive_int
 
 
 def _cmd_mimic(args: argparse.Namespace) -> int:
@@ -64,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--student-option", action="append", metavar="KEY=VALUE", help="model option, e.g. conv_channels=16 (repeatable)")
     p.add_argument("--label-only", action="store_true", help="use only the teacher's top-1 class (the defended setting)")
     p.add_argument("--compare-label-only", action="store_true", help="also train a student on the top-1 class of the same answers (no extra queries): the report shows the gap")
-    p.add_argument("--budget", type=non_negative_int, default=None, help="most unlabelled images to send to the teacher")
+    p.add_argument("--budget", type=positive_int, default=None, help="most unlabelled images to send to the teacher")
     p.add_argument("--subset", type=positive_int, default=None, help="a random subset of the unlabelled images")
     p.add_argument("--no-test", action="store_true", help="do not query the teacher on the test split")
     p.add_argument("--epochs", type=positive_int, default=10)

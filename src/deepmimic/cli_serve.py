@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepmimic.cli_types import port_number, positive_int
+from deepmimic.cli_types import int_between, port_number, positive_int
 from deepmimic.errors import DeepMimicError
 
 
@@ -97,6 +97,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     target.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX model")
     target.add_argument("--torchscript", metavar="OUT.pt", help="write a TorchScript module (torch.jit.load)")
     target.add_argument("--bundle", metavar="OUT.safetensors", help="write a standalone deepmimic bundle (weights + architecture)")
-    export.add_argument("--batch-size", type=positive_int, default=8, metavar="N", help="batch traced and verified (default 8)")
+    export.add_argument("--batch-size", type=int_between(1, 4096), default=8, metavar="N", help="batch traced and verified, 1..4096 (default 8)")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     export.set_defaults(func=_cmd_export)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 
 def _integer(text: str) -> int:
@@ -45,3 +46,15 @@ def positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"must be a finite number above 0, got {text}")
     return value
+
+
+def int_between(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type for an integer in ``low..high`` (e.g. a batch that must fit in memory)."""
+
+    def parse(text: str) -> int:
+        value = _integer(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be between {low} and {high:,}, got {value:,}")
+        return value
+
+    return parse

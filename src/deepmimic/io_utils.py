@@ -138,3 +138,13 @@ def make_output_dir(path: str | os.PathLike[str], what: str = "output folder") -
     except OSError as exc:
         raise ConfigError(f"{what} {target}: cannot be created ({exc.strerror or type(exc).__name__})") from exc
     return target
+
+
+def remove_empty_tree(path: str | os.PathLike[str]) -> None:
+    """Remove ``path`` if it is a folder holding no files (only empty folders); else leave it."""
+    root = Path(path)
+    if not root.is_dir() or any(p.is_file() or p.is_symlink() for p in root.rglob("*")):
+        return
+    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+        folder.rmdir()
+    root.rmdir()

@@ -18,6 +18,7 @@ work, so a YAML block maps 1:1 onto a call and unknown keys fail early.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -25,7 +26,7 @@ import torch
 from torch import nn
 
 from deepmimic.data.batches import Batch, Normalizer, TrainingSet
-from deepmimic.errors import TeacherError
+from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.teachers.base import Teacher, TeacherOutput, describe_teacher
 
 
@@ -124,3 +125,13 @@ class Method(nn.Module):
     def hyperparameters(self) -> dict[str, object]:
         """The constructor's keyword arguments, for logs and results files."""
         return {}
+
+
+def check_option(method: str, name: str, value: float, *, above: float | None = None, at_least: float | None = None) -> None:
+    """Refuse a non-finite option, or one not ``> above`` / ``>= at_least``, with a one-line ConfigError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{method}: {name} must be a finite number, got {value!r}")
+    if above is not None and not value > above:
+        raise ConfigError(f"{method}: {name} must be > {above:g}, got {value:g}")
+    if at_least is not None and not value >= at_least:
+        raise ConfigError(f"{method}: {name} must be >= {at_least:g}, got {value:g}")

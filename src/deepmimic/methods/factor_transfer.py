@@ -26,7 +26,7 @@ from torch import nn
 
 from deepmimic.data.batches import Batch, Normalizer, TrainingSet
 from deepmimic.errors import ConfigError, TeacherError
-from deepmimic.methods.base import Method
+from deepmimic.methods.base import Method, check_option
 from deepmimic.methods.factor_modules import REDUCTIONS, Paraphraser, Translator, factor_channels, factor_transfer_loss
 from deepmimic.models.features import FeatureCapture, last_feature_layer
 from deepmimic.teachers.base import Teacher
@@ -58,6 +58,10 @@ class FactorTransfer(Method):
             raise ConfigError(f"factor transfer: p must be 1 or 2, got {p}")
         if beta < 0 or ce_weight < 0 or not 0 < rate <= 4:
             raise ConfigError("factor transfer: beta and ce_weight must be >= 0 and rate in (0, 4]")
+        check_option("factor transfer", "beta", beta, at_least=0)
+        check_option("factor transfer", "ce_weight", ce_weight, at_least=0)
+        check_option("factor transfer", "paraphraser_epochs", paraphraser_epochs, at_least=0)
+        check_option("factor transfer", "paraphraser_lr", paraphraser_lr, above=0)
         super().__init__(student, teacher)
         self.beta, self.p, self.rate = beta, p, rate
         self.use_paraphraser, self.paraphraser_epochs, self.paraphraser_lr = paraphraser, paraphraser_epochs, paraphraser_lr

@@ -29,7 +29,7 @@ from torch import nn
 from deepmimic import distributed
 from deepmimic.data.batches import Batch
 from deepmimic.errors import ConfigError
-from deepmimic.methods.base import Method
+from deepmimic.methods.base import Method, check_option
 from deepmimic.methods.discriminator import ConditionalDiscriminator
 from deepmimic.methods.jacobian import jacobian_mse
 from deepmimic.teachers.base import Teacher, TeacherOutput
@@ -66,6 +66,11 @@ class Imitation(Method):
             raise ConfigError("imitation: weights must be >= 0 and at least one of rec/der/adv_weight positive")
         if projections < 1:
             raise ConfigError(f"imitation: projections must be >= 1, got {projections}")
+        for name, value in (("rec_weight", rec_weight), ("der_weight", der_weight), ("adv_weight", adv_weight)):
+            check_option("imitation", name, value, at_least=0)
+        check_option("imitation", "adv_temperature", adv_temperature, above=0)
+        check_option("imitation", "disc_lr", disc_lr, above=0)
+        check_option("imitation", "disc_hidden", disc_hidden, at_least=1)
         self.rec_weight, self.der_weight, self.adv_weight = rec_weight, der_weight, adv_weight
         self.output, self.projections, self.exact_jacobian = output, projections, exact_jacobian
         self.adv_input, self.adv_temperature, self.adv_condition = adv_input, adv_temperature, adv_condition

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from deepmimic.data.batches import Batch
-from deepmimic.methods.base import Method
+from deepmimic.methods.base import Method, check_option
 from deepmimic.methods.soft_label import temper
 from deepmimic.teachers.base import Teacher
 
@@ -34,6 +34,8 @@ class KnowledgeDistillation(Method):
     def __init__(
         self, student: torch.nn.Module, teacher: Teacher | None = None, *, temperature: float = 4.0, alpha: float = 0.0
     ) -> None:
+        check_option("kd", "temperature", temperature, above=0)
+        check_option("kd", "alpha", alpha, at_least=0)
         super().__init__(student, teacher)
         self.temperature = temperature
         self.alpha = alpha

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from deepmimic.data.batches import Batch
-from deepmimic.methods.base import Method
+from deepmimic.methods.base import Method, check_option
 from deepmimic.teachers.base import Teacher
 
 
@@ -46,6 +46,7 @@ class SoftLabel(Method):
 
     def __init__(self, student: torch.nn.Module, teacher: Teacher | None = None, *, temperature: float = 1.0) -> None:
         super().__init__(student, teacher)
+        check_option("soft_label", "temperature", temperature, above=0)
         self.temperature = temperature
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:

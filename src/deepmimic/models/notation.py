@@ -106,7 +106,9 @@ def _parse(text: str, offset: int, notation: str) -> list[LayerSpec]:
                 raise ModelSpecError(
                     f"notation '{notation}': group '{part}' {where} needs a positive repeat count after ')', e.g. '(c-bn-d)9'"
                 )
-            layers.extend(_parse(inner, pos, notation) * int(group["count"]))
+            repeated = _parse(inner, pos, notation)
+            _check_layer_count(len(layers) + len(repeated) * int(group["count"]), notation)
+            layers.extend(repeated * int(group["count"]))
             continue
         match = _ATOM.match(part)
         if match is None:
@@ -120,8 +122,17 @@ def _parse(text: str, offset: int, notation: str) -> list[LayerSpec]:
         count = int(match["count"]) if match["count"] else 1
         if count == 0:
             raise ModelSpecError(f"notation '{notation}': layer '{part}' {where} is repeated 0 times")
+        _check_layer_count(len(layers) + count, notation)
         layers.extend([LayerSpec(kind, width)] * count)
     return layers
+
+
+MAX_LAYERS = 10_000  # far beyond any network here; keeps "c999999999-s" from expanding into memory
+
+
+def _check_layer_count(count: int, notation: str) -> None:
+    if count > MAX_LAYERS:
+        raise ModelSpecError(f"notation '{notation}': expands to {count:,} layers, more than the limit of {MAX_LAYERS:,}")
 
 
 def parse_notation(notation: str) -> list[LayerSpec]:

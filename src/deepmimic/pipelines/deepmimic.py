@@ -179,6 +179,8 @@ def run_pipeline(
     """
     started = time.perf_counter()
     out = check_output_dir(config.output_dir)
+    if config.cache_dir:
+        check_output_dir(config.cache_dir, "cache_dir")
     data = prepare_data(config)
     validate_stages(config, data)
     plan = stage_plan(config, data)

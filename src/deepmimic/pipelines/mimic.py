@@ -36,7 +36,7 @@ from deepmimic.engine.trainer import check_fit, fit
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
-from deepmimic.io_utils import check_output_dir, make_output_dir, slugify, write_json, write_text
+from deepmimic.io_utils import check_output_dir, make_output_dir, remove_empty_tree, slugify, write_json, write_text
 from deepmimic.labeling_job import default_log_path, label_dataset_sharded, read_answers
 from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
@@ -108,15 +108,32 @@ def run_mimic(opts: MimicOptions, progress: bool | None = None) -> dict[str, Any
     if opts.label_only:
         options["label_only"] = "true"
     teacher = open_teacher(opts.teacher, options, images=unlabeled, rows=keep, total_rows=len(data.train))
+    created = not out.exists()
     try:
+        _check_classes(teacher, data, opts)
         _check_student(opts, settings, tuple(unlabeled.shape[1:]), teacher.num_classes, len(unlabeled))
         make_output_dir(out)
-        write_text(out / "config.yaml", yaml.safe_dump({"mimic": asdict(opts), "train": settings.model_dump(mode="json")}, sort_keys=False))
         return _mimic(opts, teacher, data, name, unlabeled, settings, out, started, progress)
+    except BaseException:
+        if created:  # a teacher that failed before its first answer leaves no folder behind
+            remove_empty_tree(out)
+        raise
     finally:
         close = getattr(teacher, "close", None)  # HTTP teachers hold a connection pool
         if callable(close):
             close()
+
+
+def _check_classes(teacher: Any, data: Any, opts: MimicOptions) -> None:
+    """The teacher must answer for every class the test labels name (they measure its accuracy)."""
+    if not opts.evaluate_test or not len(data.test):
+        return
+    top = int(data.test.labels.max())
+    if top >= teacher.num_classes:
+        raise TeacherError(
+            f"{teacher.source}: answers for {teacher.num_classes} classes, but the test labels of {opts.data} reach class "
+            f"{top} ({data.test.num_classes} classes); use a teacher for this data, or --no-test"
+        )
 
 
 def _check_student(opts: MimicOptions, settings: TrainSettings, in_shape: tuple[int, ...], num_classes: int, rows: int) -> None:
@@ -133,6 +150,7 @@ def _mimic(opts: MimicOptions, teacher: Any, data: Any, name: str, unlabeled: to
     t0 = time.perf_counter()
     rows, probs, train_queries = _label(teacher, unlabeled, out / "teacher-probs.npy", opts.budget, opts, "unlabelled")
     label_time = time.perf_counter() - t0
+    write_text(out / "config.yaml", yaml.safe_dump({"mimic": asdict(opts), "train": settings.model_dump(mode="json")}, sort_keys=False))
     if len(rows) == 0:
         raise TeacherError("the teacher answered no image (query budget 0?); nothing to train on")
 

@@ -23,6 +23,7 @@ from typing import Any, Literal
 import yaml
 
 from deepmimic.errors import ConfigError, DataError
+from deepmimic.yaml_safe import load_yaml
 from deepmimic.io_utils import slugify
 
 RunKind = Literal["deepmimic", "feed"]
@@ -80,20 +81,20 @@ def read_results(path: str | Path) -> dict[str, Any]:
         raise DataError(f"{path}: results.json not found (has the run finished?)")
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise DataError(f"{path}: not valid JSON ({' '.join(str(exc).split()) or type(exc).__name__})") from None
     if not isinstance(payload, dict):
         raise DataError(f"{path}: expected a JSON object, got {type(payload).__name__}")
     return payload
 
 
 def read_config(path: str | Path) -> dict[str, Any] | None:
-    """Parse ``config.yaml`` with ``yaml.safe_load``; ``None`` when the file is absent."""
+    """Parse ``config.yaml`` as plain data (:func:`deepmimic.yaml_safe.load_yaml`); ``None`` when the file is absent."""
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        payload = yaml.safe_load(path.read_text(encoding="utf-8"))
+        payload = load_yaml(path.read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         reason = " ".join(str(exc).split())
         raise ConfigError(f"{path}: not valid YAML ({reason})") from None
@@ -114,13 +115,17 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     rows: list[dict[str, Any]] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable metrics file ({type(exc).__name__})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(f"{path}:{number}: malformed metrics line ({exc.msg})") from None
+        except (json.JSONDecodeError, RecursionError) as exc:
+            raise DataError(f"{path}:{number}: malformed metrics line ({getattr(exc, 'msg', 'nested too deeply')})") from None
         if not isinstance(row, dict):
             raise DataError(f"{path}:{number}: malformed metrics line (expected a JSON object)")
         epoch = row.get("epoch")

@@ -33,7 +33,7 @@ def read_summary(out: Path) -> dict[str, Any]:
     path = out / SUMMARY_FILE
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise DataError(f"{path}: unreadable experiment summary ({exc})") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("rows"), list) or not summary["rows"]:
         raise DataError(f"{path}: expected an object with a non-empty 'rows' list")

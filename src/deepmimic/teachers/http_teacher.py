@@ -111,6 +111,10 @@ class HttpTeacher:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise TeacherError(f"not an http(s) URL: '{url}'")
+        try:
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0..65535
+        except ValueError:
+            raise TeacherError(f"not an http(s) URL: '{url}' (the port must be a number 0..65535)") from None
         self.url = url
         self.source = _public(url)
         if timeout <= 0 or retries < 0 or backoff < 0 or concurrency < 1:

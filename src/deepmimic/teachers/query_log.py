@@ -129,7 +129,8 @@ class QueryLog:
         self.probs = torch.zeros(num_rows, self.num_classes, dtype=torch.float32)  # (N, K)
         self.records = 0
         self.torn_bytes = 0  # bytes of a torn last record cut off when opening
-        if not self.path.exists():
+        self._created = not self.path.exists()  # a log this job made: removed on close if no answer came
+        if self._created:
             self._create()
         try:
             self._file = open(self.path, "r+b")  # noqa: SIM115 - kept open for appends, closed in close()
@@ -222,8 +223,16 @@ class QueryLog:
         self.records += 1
 
     def close(self) -> None:
-        if not self._file.closed:
-            self._file.close()  # closing releases the flock
+        """Close (releasing the lock); a log this job created that holds no answer is removed.
+
+        A job whose teacher failed before its first answer so leaves nothing behind: there
+        is nothing to resume.
+        """
+        if self._file.closed:
+            return
+        if self._created and self.records == 0:
+            self.path.unlink(missing_ok=True)  # still under the lock: no other job has it open
+        self._file.close()  # closing releases the flock
 
     def __enter__(self) -> QueryLog:
         return self

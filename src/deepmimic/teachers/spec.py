@@ -16,6 +16,7 @@ one-hot top-1 targets. An unknown key is a TeacherError listing the known ones.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -81,11 +82,23 @@ class _Options:
         except ValueError as exc:
             raise TeacherError(f"{self.kind} teacher option {key} expects {what}, got '{self.values[key]}'") from exc
 
-    def integer(self, key: str, default: int | None = None) -> int | None:
-        return self._parse(key, int, "an integer", default)
+    def integer(self, key: str, default: int | None = None, minimum: int | None = None) -> int | None:
+        value = self._parse(key, int, "an integer", default)
+        if key in self.values and minimum is not None and value < minimum:
+            raise TeacherError(f"{self.kind} teacher option {key} must be at least {minimum}, got {value}")
+        return value
 
-    def number(self, key: str, default: float | None = None) -> float | None:
-        return self._parse(key, float, "a number", default)
+    def number(self, key: str, default: float | None = None, minimum: float | None = None, above: float | None = None) -> float | None:
+        value = self._parse(key, float, "a number", default)
+        if key not in self.values:
+            return value
+        if not math.isfinite(value):
+            raise TeacherError(f"{self.kind} teacher option {key} must be a finite number, got '{self.values[key]}'")
+        if minimum is not None and value < minimum:
+            raise TeacherError(f"{self.kind} teacher option {key} must be at least {minimum:g}, got {value:g}")
+        if above is not None and not value > above:
+            raise TeacherError(f"{self.kind} teacher option {key} must be above {above:g}, got {value:g}")
+        return value
 
     def numbers(self, key: str) -> list[float] | None:
         return self._parse(key, lambda v: [float(x) for x in v.split(",")], "numbers separated by commas (e.g. 0.5,0.5,0.5)", None)
@@ -154,30 +167,30 @@ def _open(
             mean=opts.numbers("mean"),
             std=opts.numbers("std"),
             outputs=opts.text("outputs", "auto") or "auto",
-            num_classes=opts.integer("num_classes"),
-            threads=opts.integer("threads"),
+            num_classes=opts.integer("num_classes", minimum=1),
+            threads=opts.integer("threads", minimum=0),
         )
     if kind == "http":
         from deepmimic.teachers.http_teacher import DEFAULT_TOKEN_ENV, HttpTeacher
 
         return HttpTeacher(
             spec,
-            num_classes=opts.integer("num_classes"),
-            timeout=opts.number("timeout", 30.0),  # type: ignore[arg-type]
-            retries=opts.integer("retries", 5),  # type: ignore[arg-type]
-            backoff=opts.number("backoff", 0.5),  # type: ignore[arg-type]
-            max_backoff=opts.number("max_backoff", 30.0),  # type: ignore[arg-type]
-            concurrency=opts.integer("concurrency", 4),  # type: ignore[arg-type]
+            num_classes=opts.integer("num_classes", minimum=1),
+            timeout=opts.number("timeout", 30.0, above=0),  # type: ignore[arg-type]
+            retries=opts.integer("retries", 5, minimum=0),  # type: ignore[arg-type]
+            backoff=opts.number("backoff", 0.5, minimum=0),  # type: ignore[arg-type]
+            max_backoff=opts.number("max_backoff", 30.0, minimum=0),  # type: ignore[arg-type]
+            concurrency=opts.integer("concurrency", 4, minimum=1),  # type: ignore[arg-type]
             token_env=opts.text("token_env", DEFAULT_TOKEN_ENV),
-            budget=opts.integer("budget"),
+            budget=opts.integer("budget", minimum=0),
             seed=opts.integer("seed"),
         )
     if kind == "predictions":
         from deepmimic.teachers.predictions_teacher import PredictionsTeacher
 
         if rows is not None:  # a subset: the file answers for the whole set, we keep the chosen rows
-            return PredictionsTeacher(spec, images=images, num_rows=total_rows, rows=rows, atol=opts.number("atol", 1e-3))  # type: ignore[arg-type]
-        return PredictionsTeacher(spec, images=images, atol=opts.number("atol", 1e-3))  # type: ignore[arg-type]
+            return PredictionsTeacher(spec, images=images, num_rows=total_rows, rows=rows, atol=opts.number("atol", 1e-3, above=0))  # type: ignore[arg-type]
+        return PredictionsTeacher(spec, images=images, atol=opts.number("atol", 1e-3, above=0))  # type: ignore[arg-type]
     return _open_model_dir(spec)
 
 
