@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import NoReturn, Sequence
 
 from deepmimic import __version__
-from deepmimic.cli_types import positive_int
+from deepmimic.cli_types import positive_float, positive_int
 from deepmimic.errors import DeepMimicError
 
 BUILTIN_CONFIGS = "deepmimic.builtin_configs"
@@ -67,7 +67,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     from deepmimic.report.sweep import summary_table
 
     opts = SweepOptions(
-        data_dir=args.data_dir, out=args.out, epochs=args.epochs, subset=args.subset, test_subset=args.test_subset,
+        data_dir=args.data_dir, out=args.out, epochs=args.epochs, student_epochs=args.student_epochs, optimizer=args.optimizer,
+        lr=args.lr, subset=args.subset, test_subset=args.test_subset,
         seeds=args.seeds, dataset=args.dataset, students=args.students, one_hot=not args.no_one_hot, resume=args.resume,
         command=shlex.join(["deepmimic", *args.argv]),
     )
@@ -179,7 +180,10 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("experiment", choices=EXPERIMENTS)
     repro.add_argument("--data-dir", default="../shared/data", help="folder holding mnist/, cifar-10-batches-bin/, tiny-imagenet/, ood-tinyimagenet-32.npz")
     repro.add_argument("--dataset", default="cifar10", choices=sorted(LADDERS), help="dataset of the split-ratio / unbalanced / out-of-domain / inference-time / imitation-table runs")
-    repro.add_argument("--epochs", type=positive_int, default=None, help="mentor epochs, students get half (default 10; the config's own for imitation-table and feed-tables)")
+    repro.add_argument("--epochs", type=positive_int, default=None, help="epochs of every model (default: the paper's recipe: CIFAR-10 150, Tiny ImageNet 100; MNIST 15, our choice; the config's own for imitation-table and feed-tables)")
+    repro.add_argument("--student-epochs", type=positive_int, default=None, help="students' epochs (default: the same as the mentor, as in the paper)")
+    repro.add_argument("--optimizer", choices=("sgd", "adam"), default=None, help="every model's optimiser (default: the paper's SGD; Nesterov momentum 0.9, our choice)")
+    repro.add_argument("--lr", type=positive_float, default=None, help="every model's learning rate (default: the recipe's, 0.05 for SGD; 1e-3 with --optimizer adam)")
     repro.add_argument("--subset", type=positive_int, default=None, help="stratified training subset size")
     repro.add_argument("--test-subset", type=positive_int, default=None, help="stratified test subset size")
     repro.add_argument("--seeds", type=positive_int, default=1, help="runs per point (mean +- std)")

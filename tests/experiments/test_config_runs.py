@@ -56,7 +56,7 @@ def test_imitation_table_runs_each_seed_with_the_command_line_applied(shipped: P
     assert list(row["accuracy"]) == ["Teacher", "Rec", "KD"] and row["paper"] == {"Rec": 84.3}
     config = yaml.safe_load((out / "seed-1" / "config.yaml").read_text())
     assert config["data"]["root"] == str(shipped / "data" / "blobs.npz")  # ../shared/data replaced by --data-dir
-    assert config["mentor"]["train"]["epochs"] == 2 and config["students"][0]["train"]["epochs"] == 1
+    assert config["mentor"]["train"]["epochs"] == 2 and config["students"][0]["train"]["epochs"] == 2  # same epochs, as the paper
     assert config["split"]["seed"] == 1 and config["mentor"]["train"]["seed"] == 1
     assert (out / "seed-0" / "report.html").exists() and (out / "report.html").exists()
     report = (out / "report.md").read_text()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from deepmimic.cli import main
+from deepmimic.config import parse_config
 from deepmimic.errors import ConfigError
 from deepmimic.experiments import SweepOptions, run_experiment
 from deepmimic.experiments import sweeps
@@ -126,3 +127,44 @@ def test_resume_refuses_a_finished_point_run_with_other_settings(tmp_path: Path,
     run_experiment("split-ratio", opts)
     with pytest.raises(ConfigError, match=r"cannot resume .*finished with other settings \(.*epochs 1 -> 2"):
         run_experiment("split-ratio", SweepOptions(**{**opts.__dict__, "epochs": 2, "resume": True}))
+
+
+# Issue 13, item 1: the paper's recipe by default, with command-line overrides.
+def test_ladder_configs_follow_the_paper_recipe_by_default(tmp_path: Path) -> None:
+    from deepmimic.experiments.sweeps import _base_config  # noqa: PLC0415
+
+    raw = _base_config(SweepOptions(), "cifar10", "x", 0, tmp_path, "abc", one_hot=True)
+    config = parse_config(raw)
+    assert config.mentor.model == "cifar10-mentor-dropout" and config.mentor.train.epochs == 150
+    assert all(s.train.epochs == 150 for s in config.students)  # the same epochs for every model
+    assert all(st.train.optimizer == "sgd" for st in [config.mentor, *config.students])
+    assert config.split.labeled_fraction == 0.2 and config.data.test_subset is None and config.data.train_subset is None
+    from deepmimic.models.presets import PRESETS  # noqa: PLC0415
+
+    assert "-d-" in PRESETS[config.mentor.model].notation and all("-d-" not in PRESETS[s.model].notation for s in config.students)
+    assert parse_config(_base_config(SweepOptions(), "tinyimagenet", "x", 0, tmp_path, "abc", one_hot=False)).mentor.train.epochs == 100
+
+
+def test_recipe_overrides_from_the_command_line(tmp_path: Path) -> None:
+    from deepmimic.experiments.sweeps import _base_config  # noqa: PLC0415
+
+    opts = SweepOptions(epochs=6, student_epochs=3, optimizer="adam")
+    config = parse_config(_base_config(opts, "cifar10", "x", 0, tmp_path, "ab", one_hot=False))
+    assert config.mentor.train.epochs == 6 and [s.train.epochs for s in config.students] == [3, 3]
+    assert config.mentor.train.optimizer == "adam" and config.mentor.train.lr == 1e-3
+    config = parse_config(_base_config(SweepOptions(lr=0.01), "mnist", "x", 0, tmp_path, "a", one_hot=False))
+    assert config.mentor.train.lr == 0.01 and config.mentor.train.optimizer == "sgd" and config.mentor.train.epochs == 15
+
+
+def test_reproduce_help_shows_the_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reproduce", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "the paper's recipe: CIFAR-10 150" in text and "--student-epochs" in text and "the paper's SGD" in text
+
+
+def test_a_sweep_page_states_the_recipe_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sweeps, "RATIOS", (0.2,))
+    summary = run_experiment("split-ratio", SweepOptions(**{**options(tmp_path).__dict__, "seeds": 1, "epochs": 1, "lr": 0.02}))
+    assert summary["recipe"]["train"]["lr"] == 0.02 and summary["student_epochs"] == 1
+    report = (tmp_path / "out" / "split-ratio" / "report.md").read_text()
+    assert "Recipe: mentor `mnist-mentor-dropout`" in report and "lr 0.02" in report and "our choices where it is silent" in report

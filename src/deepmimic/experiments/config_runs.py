@@ -8,7 +8,8 @@
 
 ``deepmimic reproduce`` options adjust the shipped config: ``--data-dir`` replaces its
 ``../shared/data`` prefix, ``--subset`` / ``--test-subset`` the data sizes, ``--epochs`` the
-schedule (mentor/teacher ``N``, DeepMimic students ``N // 2``; FEED: every model ``N``), and
+schedule (every model ``N``; ``--student-epochs`` the students' own), ``--optimizer`` and
+``--lr`` every model's optimiser, and
 each seed ``s`` shifts every seed of the config by ``s``. Each seed is a full run with its
 report; the summary gives mean +- std over seeds.
 """
@@ -67,6 +68,10 @@ def _adjusted(raw: dict[str, Any], opts: SweepOptions, seed: int, run_dir: Path)
     raw["data"] = data
     train = dict(raw.get("train") or {})
     train["seed"] = int(train.get("seed", 0)) + seed
+    if opts.optimizer is not None:
+        train["optimizer"] = opts.optimizer
+    if opts.lr is not None:
+        train["lr"] = opts.lr
     if raw.get("pipeline") == "feed":
         if opts.epochs is not None:
             train["epochs"] = opts.epochs
@@ -78,7 +83,9 @@ def _adjusted(raw: dict[str, Any], opts: SweepOptions, seed: int, run_dir: Path)
         for role, stage in stages:
             stage_train = dict(stage.get("train") or {})
             if opts.epochs is not None:
-                stage_train["epochs"] = opts.epochs if role == "mentor" else max(1, opts.epochs // 2)
+                stage_train["epochs"] = opts.epochs
+            if role == "student" and opts.student_epochs is not None:
+                stage_train["epochs"] = opts.student_epochs
             if "seed" in stage_train:
                 stage_train["seed"] = int(stage_train["seed"]) + seed
             stage["train"] = stage_train

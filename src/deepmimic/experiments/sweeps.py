@@ -31,6 +31,7 @@ from deepmimic.config import parse_config
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError
 from deepmimic.experiments.paper_numbers import LADDER_TABLES, sweep_paper_row, sweep_source
+from deepmimic.experiments.recipes import OUR_CHOICES, RECIPES, recipe_train
 from deepmimic.io_utils import write_json, write_text
 from deepmimic.pipelines.deepmimic import run_pipeline
 from deepmimic.pipelines.resume_guard import check_finished_run
@@ -48,22 +49,16 @@ RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5)
 REMOVAL_BOUNDS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 OOD_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 OOD_POOL = "ood-tinyimagenet-32.npz"
-# The paper's CIFAR-10 and Tiny ImageNet nets have no batch norm before their classifier
-# block; with SGD at lr 0.05 the CIFAR-10 mentor stayed at chance in our runs, Adam trains it.
-OPTIMIZERS: dict[str, dict[str, Any]] = {
-    "mnist": {"optimizer": "sgd", "lr": 0.05},
-    "cifar10": {"optimizer": "adam", "lr": 0.001, "weight_decay": 0.0},
-    "tinyimagenet": {"optimizer": "adam", "lr": 0.001, "weight_decay": 0.0},
-}
-
-
 @dataclass(frozen=True)
 class SweepOptions:
     """What ``deepmimic reproduce`` takes: where the data is, how big, how long, how often."""
 
     data_dir: str = "../shared/data"
     out: str = "runs/reproduce"
-    epochs: int | None = None  # mentor epochs (students get half, at least 1); None: 10, or a config's own
+    epochs: int | None = None  # mentor epochs; None: the recipe's (experiments/recipes.py), or a config's own
+    student_epochs: int | None = None  # None: the same as the mentor (the paper's recipe)
+    optimizer: str | None = None  # None: the recipe's (SGD)
+    lr: float | None = None  # None: the recipe's
     subset: int | None = None  # stratified training subset
     test_subset: int | None = None
     seeds: int = 1
@@ -78,7 +73,14 @@ class SweepOptions:
     model_options: dict[str, Any] | None = None  # override every model's widths (tests use tiny models)
 
 
-DEFAULT_EPOCHS = 10
+def mentor_epochs(opts: SweepOptions, dataset: str) -> int:
+    """``--epochs``, else the recipe's (the paper's where it gives them)."""
+    return opts.epochs or RECIPES[dataset].epochs
+
+
+def student_epochs(opts: SweepOptions, dataset: str) -> int:
+    """``--student-epochs``, else the mentor's: the paper trains every model for as long."""
+    return opts.student_epochs or mentor_epochs(opts, dataset)
 TITLES = {
     "ladder": "Mentor and students (DeepMimic Tables 1, 2, 5)",
     "split-ratio": "Accuracy against the labelled/unlabelled split ratio (DeepMimic Fig. 1)",
@@ -100,14 +102,12 @@ def _letters(experiment: str, dataset: str, opts: SweepOptions) -> str:
 
 def _base_config(opts: SweepOptions, dataset: str, name: str, seed: int, out: Path, letters: str, one_hot: bool) -> dict[str, Any]:
     data_name, folder, prefix, _ = LADDERS[dataset]
-    mentor_epochs = opts.epochs or DEFAULT_EPOCHS
-    student_epochs = max(1, mentor_epochs // 2)
+    recipe = RECIPES[dataset]
     model_options = opts.model_options or {}
-    augment = "crop-flip" if dataset == "cifar10" else "none"
 
     def student(letter: str, suffix: str, method: str) -> dict[str, Any]:
         return {"name": f"Student-{letter.upper()}{suffix}", "model": f"{prefix}-student-{letter}", "method": method,
-                "model_options": model_options, "train": {"epochs": student_epochs}}
+                "model_options": model_options, "train": {"epochs": student_epochs(opts, dataset)}}
 
     students = [student(c, "", "soft_label") for c in letters]
     if one_hot:  # section 4.2: the same students on the same 80%, with true one-hot labels
@@ -122,9 +122,9 @@ def _base_config(opts: SweepOptions, dataset: str, name: str, seed: int, out: Pa
             "test_subset": opts.test_subset,
         },
         "split": {"labeled_fraction": 0.2, "seed": seed},
-        "train": {"batch_size": 64, "schedule": "cosine", "seed": seed, "augment": augment, **OPTIMIZERS[dataset]},
-        "mentor": {"name": "Mentor", "model": f"{prefix}-mentor", "method": "supervised",
-                   "model_options": model_options, "train": {"epochs": mentor_epochs}},
+        "train": {**recipe_train(dataset, optimizer=opts.optimizer, lr=opts.lr), "seed": seed},
+        "mentor": {"name": "Mentor", "model": recipe.mentor_model, "method": "supervised",
+                   "model_options": model_options, "train": {"epochs": mentor_epochs(opts, dataset)}},
         "students": students,
     }
 
@@ -147,8 +147,13 @@ def run_experiment(experiment: str, opts: SweepOptions, progress: bool | None = 
     """Run every point x seed of ``experiment``; write and return the summary (and its report)."""
     if opts.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {opts.seeds}")
-    if opts.epochs is not None and opts.epochs < 1:
-        raise ConfigError(f"--epochs must be >= 1, got {opts.epochs}")
+    for flag, value in (("--epochs", opts.epochs), ("--student-epochs", opts.student_epochs)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    if opts.optimizer is not None and opts.optimizer not in ("sgd", "adam"):
+        raise ConfigError(f"--optimizer must be sgd or adam, got '{opts.optimizer}'")
+    if opts.lr is not None and not opts.lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {opts.lr}")
     if experiment == "inference-time":
         from deepmimic.experiments.inference_time import run_inference_time  # noqa: PLC0415 (it imports this module)
 
@@ -190,8 +195,10 @@ def run_experiment(experiment: str, opts: SweepOptions, progress: bool | None = 
                      "labels (the paper's section 4.2 comparison); they are baselines, not DeepMimic students.")
     summary = {
         "experiment": experiment, "title": TITLES["ladder" if ladder else experiment], "dataset": dataset,
-        "x_label": X_LABELS.get(experiment), "seeds": opts.seeds, "epochs": opts.epochs or DEFAULT_EPOCHS,
-        "student_epochs": max(1, (opts.epochs or DEFAULT_EPOCHS) // 2), "subset": opts.subset,
+        "x_label": X_LABELS.get(experiment), "seeds": opts.seeds, "epochs": mentor_epochs(opts, dataset),
+        "student_epochs": student_epochs(opts, dataset), "subset": opts.subset,
+        "recipe": {"train": recipe_train(dataset, optimizer=opts.optimizer, lr=opts.lr), "mentor_model": RECIPES[dataset].mentor_model,
+                   "paper_epochs": RECIPES[dataset].paper_epochs and opts.epochs is None, "our_choices": list(OUR_CHOICES)},
         "test_subset": opts.test_subset, "students": [f"Student-{c.upper()}" for c in letters],
         "command": opts.command, "wall_time_s": time.perf_counter() - started, "runs_wall_time_s": _runs_wall_time(rows),
         "environment": describe_environment(), "paper_source": paper_source, "notes": notes, "rows": rows,

@@ -203,6 +203,14 @@ def _scale_items(summary: dict[str, Any]) -> list[str]:
         + (f" (mentor), {summary['student_epochs']} (students)" if summary.get("student_epochs") else "")
         + f"; seeds: {summary.get('seeds')} per point.",
     ]
+    recipe = summary.get("recipe")
+    if isinstance(recipe, dict):
+        train = recipe.get("train") or {}
+        shown = ", ".join(f"{k} {v}" for k, v in train.items())
+        source = "the paper's" if recipe.get("paper_epochs") else "ours or the command line's"
+        items.append(f"Recipe: mentor `{recipe.get('mentor_model')}`; every model: {shown}. Epochs: {source}. "
+                     "SGD, equal epochs, dropout in the mentor only, the 20/80 split and the full test set follow the paper; "
+                     "our choices where it is silent: " + "; ".join(str(c) for c in recipe.get("our_choices") or []) + ".")
     if summary.get("config"):
         items.append(f"Config: `{summary['config']}`.")
     return items
