@@ -168,3 +168,16 @@ def test_a_sweep_page_states_the_recipe_used(tmp_path: Path, monkeypatch: pytest
     assert summary["recipe"]["train"]["lr"] == 0.02 and summary["student_epochs"] == 1
     report = (tmp_path / "out" / "split-ratio" / "report.md").read_text()
     assert "Recipe: mentor `mnist-mentor-dropout`" in report and "lr 0.02" in report and "our choices where it is silent" in report
+
+
+def test_out_of_domain_points_the_pool_cannot_cover_are_skipped_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 13, item 4: a fraction needing more pool images than exist is skipped, and the page says why."""
+    monkeypatch.setattr(sweeps, "OOD_FRACTIONS", (0.05, 0.9, 1.0))
+    opts = options(tmp_path)
+    small = make_blobs_dataset(n_per_class=10, num_classes=2, seed=7)  # 20 pool images for ~190 student images
+    np.savez(tmp_path / "pool.npz", images=small.images.numpy(), labels=small.labels.numpy())
+    summary = run_experiment("out-of-domain", SweepOptions(**{**opts.__dict__, "seeds": 1, "epochs": 1}))
+    assert [row["point"] for row in summary["rows"]] == ["ood 5%"]
+    note = next(n for n in summary["notes"] if "skipped" in n)
+    assert "ood 90%, ood 100% were skipped" in note and "pool images" in note and "covers fractions up to" in note
+    assert "covers fractions up to" in (tmp_path / "out" / "out-of-domain" / "report.md").read_text()

@@ -19,6 +19,14 @@ from deepmimic.data.dataset import ImageDataset
 from deepmimic.errors import DataError
 
 
+class PoolTooSmallError(DataError):
+    """The out-of-domain pool has fewer images than a fraction asks for (DeepMimic Table 4 at full scale)."""
+
+    def __init__(self, message: str, *, largest_fraction: float) -> None:
+        super().__init__(message)
+        self.largest_fraction = largest_fraction
+
+
 @dataclass(frozen=True, eq=False)
 class UnlabeledImages:
     """Images without labels: what a student is allowed to see.
@@ -187,7 +195,13 @@ def add_out_of_domain(
         limit = fraction * int((labels == cls).sum())
         n_add += int(round(float(torch.rand((), generator=gen)) * limit))
     if n_add > len(pool):
-        raise DataError(f"out-of-domain fraction {fraction} needs {n_add} pool images, {pool.name} has {len(pool)}")
+        # The draws scale with the fraction (same seed, same per-class draws): this is the largest that fits.
+        fits = fraction * len(pool) / n_add
+        raise PoolTooSmallError(
+            f"out-of-domain fraction {fraction:g} needs {n_add:,} pool images, {pool.name} has {len(pool):,}; "
+            f"with this seed the pool covers fractions up to {fits:.3f}",
+            largest_fraction=fits,
+        )
     chosen = torch.sort(torch.randperm(len(pool), generator=gen)[:n_add]).values
     return UnlabeledImages(
         images=torch.cat([unlabeled.images, pool.images[chosen]]),

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmimic.config import parse_config
+from deepmimic.data.splits import PoolTooSmallError
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError
 from deepmimic.experiments.paper_numbers import LADDER_TABLES, sweep_paper_row, sweep_source
@@ -172,21 +173,36 @@ def run_experiment(experiment: str, opts: SweepOptions, progress: bool | None = 
     reuse_mentor = experiment in ("unbalanced-removal", "out-of-domain")
     trained_mentors: dict[int, Path] = {}  # seed -> the mentor folder of the first point
     rows: list[dict[str, Any]] = []
+    skipped: list[str] = []
     for label, value, changes in points:
         runs: list[tuple[Path, dict[str, Any]]] = []
+        if skipped and experiment == "out-of-domain":  # larger fractions need still more pool images
+            skipped.append(label)
+            continue
         for seed in range(opts.seeds):
             run_dir = out / label.replace(" ", "-").replace("%", "pct") / f"seed-{seed}"
             raw = _base_config(opts, dataset, f"{experiment} {label} seed {seed}", seed, run_dir, letters, ladder and opts.one_hot)
             raw["split"].update(changes)
             if ladder:
                 raw["paper"] = LADDER_TABLES[dataset]
-            runs.append((run_dir, _run_point(raw, run_dir, trained_mentors.get(seed) if reuse_mentor else None, opts, progress,
-                                             f"{label}, seed {seed}")))
+            try:
+                runs.append((run_dir, _run_point(raw, run_dir, trained_mentors.get(seed) if reuse_mentor else None, opts, progress,
+                                                 f"{label}, seed {seed}")))
+            except PoolTooSmallError as exc:  # Table 4 at full scale: the 5,000-image pool runs out
+                print(f"[reproduce] {label}: skipped: {exc}", flush=True)
+                skipped.append(label)
+                pool_note = f"Points {{}} were skipped: {exc}."
+                runs = []  # a point is shown with every seed or not at all
+                break
             trained_mentors.setdefault(seed, run_dir / "mentor")
+        if not runs:
+            continue
         paper = LADDER_TABLES[dataset]["accuracy"] if ladder else sweep_paper_row(experiment, dataset, value or 0.0)
         rows.append(_summarise(label, value, runs, out, paper))
     paper_source = LADDER_TABLES[dataset]["source"] if ladder else sweep_source(experiment, dataset)
     notes = []
+    if skipped:
+        notes.append(pool_note.format(", ".join(skipped)))
     if reuse_mentor:
         notes.append("The mentor does not change between points (same labelled split and seed): it was trained once per "
                      "seed at the first point and reused at the others.")
