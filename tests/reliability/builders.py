@@ -286,6 +286,12 @@ def cifar_py_dir(root: Path, **replace: Any) -> Path:
     for i in range(1, 6):
         files[f"data_batch_{i}"] = cifar_batch_dict(seed=i)
     files["test_batch"] = cifar_batch_dict(seed=9)
+    _write_files(d, files, replace)
+    return root
+
+
+def _write_files(d: Path, files: dict[str, Any], replace: dict[str, Any]) -> None:
+    """Write each file (bytes as they are, objects pickled), ``replace`` swapping or (None) dropping some."""
     for name, obj in files.items():
         if name in replace:
             obj = replace[name]
@@ -295,7 +301,6 @@ def cifar_py_dir(root: Path, **replace: Any) -> Path:
             (d / name).write_bytes(obj)
         else:
             _dump(d / name, obj)
-    return root
 
 
 def cifar100_dir(root: Path, **replace: Any) -> Path:
@@ -307,15 +312,7 @@ def cifar100_dir(root: Path, **replace: Any) -> Path:
         "train": cifar_batch_dict(3, b"fine_labels", seed=1, top=100),
         "test": cifar_batch_dict(2, b"fine_labels", seed=2, top=100),
     }
-    for name, obj in files.items():
-        if name in replace:
-            obj = replace[name]
-            if obj is None:
-                continue
-        if isinstance(obj, bytes):
-            (d / name).write_bytes(obj)
-        else:
-            _dump(d / name, obj)
+    _write_files(d, files, replace)
     return root
 
 
