@@ -78,8 +78,9 @@ def _label(args: argparse.Namespace) -> int:
     )
     if not summary["complete"]:
         raise BudgetExhaustedError(
-            f"query budget of {summary['budget']} samples reached: {summary['labeled']} of {summary['rows']} images labelled "
-            f"(kept in {summary['log']}); {args.out} is written once every image is labelled: run again with a larger --budget",
+            f"query budget of {summary['budget']} samples reached: {summary['labeled']} of {summary['rows']} images labelled"
+            + (f" (kept in {summary['log']})" if summary["labeled"] else "")
+            + f"; {args.out} is written once every image is labelled: run again with a larger --budget",
             labeled=summary["labeled"], total=summary["rows"], budget=summary["budget"] or 0,
         )
     print(f"probabilities: {summary['out']}  ({summary['rows']} x {summary['num_classes']}, float32)")

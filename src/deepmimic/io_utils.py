@@ -145,6 +145,9 @@ def remove_empty_tree(path: str | os.PathLike[str]) -> None:
     root = Path(path)
     if not root.is_dir() or any(p.is_file() or p.is_symlink() for p in root.rglob("*")):
         return
-    for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
-        folder.rmdir()
-    root.rmdir()
+    try:  # best effort: called while another error propagates, which must stay the one reported
+        for folder in sorted((p for p in root.rglob("*") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            folder.rmdir()
+        root.rmdir()
+    except OSError:
+        pass

@@ -216,10 +216,14 @@ def read_answers(summary: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
     logs = summary.get("shard_logs") or [summary["log"]]
     all_rows, all_probs = [], []
     for q, path in enumerate(logs):
+        if not Path(path).exists():  # a log that got no answer is removed when it closes: nothing answered there
+            continue
         _, rows, probs = read_query_log(path)
         start, _ = distributed.shard_range(int(summary["rows"]), q, len(logs))
         all_rows.append(rows + start)
         all_probs.append(probs)
+    if not all_rows:
+        return torch.zeros(0, dtype=torch.int64), torch.zeros(0, int(summary["num_classes"]), dtype=torch.float32)
     rows, probs = torch.cat(all_rows), torch.cat(all_probs)
     order = rows.argsort()
     return rows[order], probs[order]

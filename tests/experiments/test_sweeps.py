@@ -181,3 +181,14 @@ def test_out_of_domain_points_the_pool_cannot_cover_are_skipped_with_a_note(tmp_
     note = next(n for n in summary["notes"] if "skipped" in n)
     assert "ood 90%, ood 100% were skipped" in note and "pool images" in note and "covers fractions up to" in note
     assert "covers fractions up to" in (tmp_path / "out" / "out-of-domain" / "report.md").read_text()
+
+
+def test_resume_accepts_the_same_point_named_by_another_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The finished-point check compares where the inputs are, not how the path was spelled."""
+    monkeypatch.setattr(sweeps, "RATIOS", (0.2,))
+    monkeypatch.chdir(tmp_path)
+    base = {**options(tmp_path).__dict__, "seeds": 1, "epochs": 1}
+    run_experiment("split-ratio", SweepOptions(**{**base, "out": "out", "data_root": "blobs.npz"}))
+    again = run_experiment("split-ratio", SweepOptions(**{**base, "out": str(tmp_path / "out"), "data_root": str(tmp_path / "blobs.npz"),
+                                                         "resume": True}))
+    assert again["rows"][0]["point"] == "ratio 20%"

@@ -14,7 +14,7 @@ import yaml
 from deepmimic.config import parse_config
 from deepmimic.engine.optim import build_scheduler
 from deepmimic.engine.settings import TrainSettings
-from deepmimic.errors import ConfigError, DeepMimicError, ModelSpecError, TrainingError
+from deepmimic.errors import ConfigError, DeepMimicError, ModelSpecError
 from deepmimic.pipelines.deepmimic import run_pipeline
 from deepmimic.pipelines.resume_guard import INPUTS_NAME, differences
 from pipeline_configs import tiny_config
@@ -147,7 +147,7 @@ def test_resuming_with_more_epochs_follows_the_longer_schedule(tmp_path: Path, s
 
 
 def test_resuming_with_fewer_epochs_than_trained_is_refused(finished: Path) -> None:
-    with pytest.raises(TrainingError, match="cannot resume with epochs=1: 2 epochs are already trained"):
+    with pytest.raises(ConfigError, match="stage 'Mentor' has trained 2 epochs, more than the 1 asked for"):
         run_pipeline(_config(finished, "train.epochs=1"), resume=True, restart=["Student-A"], progress=False)
 
 
@@ -194,3 +194,33 @@ def test_config_yaml_of_a_refused_resume_is_untouched(finished: Path) -> None:
     with pytest.raises(ConfigError):
         run_pipeline(_config(finished, "split.seed=3"), resume=True, progress=False)
     assert yaml.safe_load((finished / "run" / "config.yaml").read_text()) == saved
+
+
+# Review findings: a fresh run clears old stage state; fewer epochs are refused before any write.
+def test_a_fresh_run_in_a_used_folder_leaves_no_stale_checkpoint_for_a_later_resume(finished: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import deepmimic.pipelines.deepmimic as pipeline  # noqa: PLC0415
+
+    run = finished / "run"
+    old_student = _bytes(run / "students" / "student-a" / "weights.safetensors")
+    real_fit = pipeline.fit
+
+    def killed_at_the_student(*args: object, **kwargs: object) -> object:
+        if kwargs.get("label") == "Student-A":
+            raise KeyboardInterrupt  # the fresh run dies before the student's first checkpoint
+        return real_fit(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fit", killed_at_the_student)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(_config(finished, "split.seed=7"), progress=False)
+    assert not (run / "students" / "student-a" / "checkpoint.pt").exists()
+    monkeypatch.setattr(pipeline, "fit", real_fit)
+    run_pipeline(_config(finished, "split.seed=7"), resume=True, progress=False)
+    assert _bytes(run / "students" / "student-a" / "weights.safetensors") != old_student
+
+
+def test_fewer_student_epochs_are_refused_before_anything_is_written(finished: Path) -> None:
+    run = finished / "run"
+    config_before = _bytes(run / "config.yaml")
+    with pytest.raises(ConfigError, match="stage 'Student-A' has trained 2 epochs, more than the 1 asked for"):
+        run_pipeline(_config(finished, "students.0.train.epochs=1"), resume=True, progress=False)
+    assert _bytes(run / "config.yaml") == config_before

@@ -182,3 +182,36 @@ def test_an_empty_log_of_another_job_is_simply_replaced(tmp_path: Path) -> None:
         log.append(*batch([2]))
     header, rows, _ = read_query_log(path)
     assert header["source"] == "other" and rows.tolist() == [2]
+
+
+def test_a_log_with_no_answer_is_removed_on_close_and_one_with_answers_is_kept(tmp_path: Path) -> None:
+    from deepmimic.teachers.query_log import QueryLog  # noqa: PLC0415
+
+    path = tmp_path / "q.log"
+    with QueryLog(path, source="t", num_classes=2, num_rows=3):
+        assert path.exists()
+    assert not path.exists()  # the job got no answer: nothing to resume, nothing left behind
+    with QueryLog(path, source="t", num_classes=2, num_rows=3) as log:
+        log.append(torch.tensor([1]), torch.tensor([[0.5, 0.5]]))
+    assert path.exists()
+    with QueryLog(path, source="t", num_classes=2, num_rows=3):  # reopened by a later job: never removed by it
+        pass
+    assert path.exists()
+
+
+def test_exclusive_creation_never_replaces_another_jobs_log(tmp_path: Path) -> None:
+    from deepmimic.teachers.query_log import QueryLog  # noqa: PLC0415
+
+    path = tmp_path / "q.log"
+    with QueryLog(path, source="t", num_classes=2, num_rows=3) as log:
+        log.append(torch.tensor([0]), torch.tensor([[1.0, 0.0]]))
+        before = path.read_bytes()
+        assert log._create(exclusive=True) is False  # as if a second job raced to create it
+        assert path.read_bytes() == before
+
+
+def test_read_answers_of_a_removed_empty_log_is_empty(tmp_path: Path) -> None:
+    from deepmimic.labeling_job import read_answers  # noqa: PLC0415
+
+    rows, probs = read_answers({"log": str(tmp_path / "gone.querylog"), "rows": 5, "num_classes": 3})
+    assert rows.shape == (0,) and probs.shape == (0, 3)

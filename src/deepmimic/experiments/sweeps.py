@@ -244,13 +244,14 @@ def _run_point(raw: dict[str, Any], run_dir: Path, mentor_from: Path | None, opt
         shutil.copytree(mentor_from, run_dir / "mentor", dirs_exist_ok=True)
         resume = True
     command = f"{opts.command}  # {where}" if opts.command else None
+    advice = f"use a new --out, or remove {run_dir} to rerun this point"
     config = parse_config(raw, source=raw["name"])
     if config.pipeline == "feed":
         from deepmimic.pipelines.feed import run_feed  # noqa: PLC0415 (only the FEED tables need it)
 
-        results = run_feed(config, resume=resume, progress=progress, command=command)
+        results = run_feed(config, resume=resume, progress=progress, command=command, resume_advice=advice)
     else:
-        results = run_pipeline(config, resume=resume, progress=progress, command=command)
+        results = run_pipeline(config, resume=resume, progress=progress, command=command, resume_advice=advice)
     build_report(run_dir)
     return results
 

@@ -131,7 +131,7 @@ def stage_plan(config: PipelineConfig, data: PreparedData) -> list[Stage]:
         "split": {"labeled_fraction": split["labeled_fraction"], "seed": split["seed"]},
         **_stage_record(config.mentor),
     }
-    stages = [Stage(config.mentor.name, out / "mentor", mentor_inputs)]
+    stages = [Stage(config.mentor.name, out / "mentor", mentor_inputs, epochs=config.mentor.train.epochs)]
     students = {**record, "student_images": fingerprint(data.student_images.images)}
     for stage in config.students:
         inputs = {
@@ -139,7 +139,8 @@ def stage_plan(config: PipelineConfig, data: PreparedData) -> list[Stage]:
             # The soft labels come from the mentor: a mentor trained differently (or longer) makes them stale.
             "mentor": {**mentor_inputs, "epochs": config.mentor.train.epochs},
         }
-        stages.append(Stage(stage.name, out / "students" / slugify(stage.name), inputs, depends_on=(config.mentor.name,)))
+        stages.append(Stage(stage.name, out / "students" / slugify(stage.name), inputs, depends_on=(config.mentor.name,),
+                            epochs=stage.train.epochs))
     return stages
 
 
@@ -169,13 +170,16 @@ def run_pipeline(
     restart: Sequence[str] = (),
     progress: bool | None = None,
     command: str | None = None,
+    resume_advice: str | None = None,
 ) -> dict[str, Any]:
     """Run the whole pipeline; returns the results dict also written to results.json.
 
     Everything is validated (output folder, data, every model and method, devices, and on
     ``resume`` that no finished stage was trained on other inputs) before the first file
     is written. ``restart`` names stages to retrain on resume (docs/reliability.md).
-    ``command`` (the command line that started the run) is recorded for the report.
+    ``command`` (the command line that started the run) is recorded for the report;
+    ``resume_advice`` replaces the ``--restart-stage`` hint of a refused resume (callers
+    such as ``reproduce`` that do not take that flag).
     """
     started = time.perf_counter()
     out = check_output_dir(config.output_dir)
@@ -184,7 +188,7 @@ def run_pipeline(
     data = prepare_data(config)
     validate_stages(config, data)
     plan = stage_plan(config, data)
-    retrain = check_resume(plan, resume=resume, restart=restart, where=str(out))
+    retrain = check_resume(plan, resume=resume, restart=restart, where=str(out), advice=resume_advice)
     resume = resume or bool(restart)  # --restart-stage resumes every other stage
 
     # From here on the run writes.

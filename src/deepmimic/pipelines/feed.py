@@ -86,7 +86,7 @@ def _stage_plan(config: FeedConfig, stages: list[_FeedStage], content: str) -> l
             "method": st.method, "method_options": st.options,
             "teachers": {t: {**inputs[t], "epochs": config.train.epochs} for t in st.teachers},
         }
-        plan.append(Stage(st.name, out / slugify(st.name), inputs[st.name], depends_on=st.teachers))
+        plan.append(Stage(st.name, out / slugify(st.name), inputs[st.name], depends_on=st.teachers, epochs=config.train.epochs))
     return plan
 
 
@@ -97,6 +97,7 @@ def run_feed(
     restart: Sequence[str] = (),
     progress: bool | None = None,
     command: str | None = None,
+    resume_advice: str | None = None,
 ) -> dict[str, Any]:
     """Run every stage; returns the results dict also written to results.json (with ``command``).
 
@@ -137,7 +138,7 @@ def run_feed(
         check_fit(method, labelled, config.train.model_copy(update={"seed": stage.seed}))
     del untrained
     plan = _stage_plan(config, stages, fingerprint(train.images, train.labels, test.images, test.labels))
-    retrain = check_resume(plan, resume=resume, restart=restart, where=str(out))
+    retrain = check_resume(plan, resume=resume, restart=restart, where=str(out), advice=resume_advice)
     resume = resume or bool(restart)
 
     # From here on the run writes.

@@ -32,7 +32,8 @@ from typing import Any
 import yaml
 
 from deepmimic import distributed
-from deepmimic.engine.trainer import RESUMABLE_CHANGES
+from deepmimic.engine.checkpoint import load_checkpoint
+from deepmimic.engine.trainer import CHECKPOINT_NAME, RESUMABLE_CHANGES
 from deepmimic.errors import ConfigError, TrainingError
 from deepmimic.io_utils import write_json
 from deepmimic.yaml_safe import load_yaml
@@ -51,6 +52,7 @@ class Stage:
     run_dir: Path
     inputs: dict[str, Any]  # JSON-able: everything that determines the stage's result
     depends_on: tuple[str, ...] = ()  # names of the stages it learns from
+    epochs: int | None = None  # the epochs asked for now: a checkpoint already past them is refused
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
@@ -127,17 +129,23 @@ def restart_set(stages: Sequence[Stage], restart: Iterable[str]) -> set[str]:
     return wanted
 
 
-def check_resume(stages: Sequence[Stage], *, resume: bool, restart: Iterable[str] = (), where: str = "run") -> set[str]:
+def check_resume(
+    stages: Sequence[Stage], *, resume: bool, restart: Iterable[str] = (), where: str = "run", advice: str | None = None
+) -> set[str]:
     """Refuse a resume whose stage inputs changed; return the names of the stages to retrain.
 
-    Nothing is written. A stage with files but a different (or no) ``inputs.json`` fails
-    with one line naming the stage and the first changes, unless it is to be restarted.
-    Without ``resume`` every stage starts afresh and nothing is compared.
+    Nothing is written. A stage with files but a different (or no) ``inputs.json``, or a
+    checkpoint already past the epochs asked for, fails with one line naming the stage and
+    the first changes, unless it is to be restarted. ``advice`` replaces the default hint
+    (``--restart-stage``) for callers that do not take that flag. Without ``resume`` every
+    stage with files is returned: a fresh run starts each from nothing.
     """
     restart = list(restart)
     restarted = restart_set(stages, restart)
     if not resume and not restart:
-        return set()
+        # A fresh run in a used folder starts every stage from nothing: a checkpoint left from
+        # before would otherwise pass a later --resume as if this run had written it.
+        return {stage.name for stage in stages if has_run(stage.run_dir)}
     for stage in stages:
         if stage.name in restarted or not has_run(stage.run_dir):
             continue
@@ -145,17 +153,27 @@ def check_resume(stages: Sequence[Stage], *, resume: bool, restart: Iterable[str
         if saved is None:
             raise ConfigError(
                 f"cannot resume {where}: stage '{stage.name}' ({stage.run_dir}) has no record of what it was trained on "
-                f"(written by an older deepmimic?); pass --restart-stage {stage.name} or use a new output folder"
+                f"(written by an older deepmimic?); {advice or f'pass --restart-stage {stage.name} or use a new output folder'}"
             )
+        _check_epochs(stage, where, advice)
         changes = differences(saved, stage.inputs)
         if changes:
             shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
-            raise ConfigError(
-                f"cannot resume {where}: stage '{stage.name}' was trained with other inputs ({shown}); "
-                f"pass --restart-stage {stage.name} to retrain it (and the stages that learn from it), "
-                "or use a new output folder"
-            )
+            hint = advice or (f"pass --restart-stage {stage.name} to retrain it (and the stages that learn from it), "
+                              "or use a new output folder")
+            raise ConfigError(f"cannot resume {where}: stage '{stage.name}' was trained with other inputs ({shown}); {hint}")
     return restarted
+
+
+def _check_epochs(stage: Stage, where: str, advice: str | None) -> None:
+    """Refuse, before anything is written, a checkpoint that has trained more epochs than asked for now."""
+    path = stage.run_dir / CHECKPOINT_NAME
+    if stage.epochs is None or not path.exists():
+        return
+    done = int(load_checkpoint(path).get("epoch", 0))
+    if done > stage.epochs:
+        hint = advice or f"ask for at least {done}, pass --restart-stage {stage.name}, or use a new output folder"
+        raise ConfigError(f"cannot resume {where}: stage '{stage.name}' has trained {done} epochs, more than the {stage.epochs} asked for; {hint}")
 
 
 def clear_stages(stages: Sequence[Stage], names: set[str]) -> None:
@@ -186,13 +204,29 @@ def check_finished_run(run_dir: Path, config_dump: dict[str, Any], where: str) -
         raise ConfigError(f"cannot resume {where}: {path} is unreadable ({type(exc).__name__}); remove {run_dir} to rerun it") from exc
     if not isinstance(saved, dict):
         raise ConfigError(f"cannot resume {where}: {path} is not a config mapping; remove {run_dir} to rerun it")
-    changes = differences(_comparable(saved, RESUMABLE_CHANGES), _comparable(config_dump, RESUMABLE_CHANGES))
+    changes = differences(_comparable(_located(saved), RESUMABLE_CHANGES), _comparable(_located(config_dump), RESUMABLE_CHANGES))
     if changes:
         shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
         raise ConfigError(
             f"cannot resume {where}: {run_dir} finished with other settings ({shown}); "
             f"use a new --out, or remove {run_dir} to rerun it"
         )
+
+
+def _located(dump: dict[str, Any]) -> dict[str, Any]:
+    """A config dump without where its outputs go (a point may move) and with input paths resolved
+    (``runs/x`` and ``/abs/runs/x`` are the same data)."""
+    dump = {k: v for k, v in dump.items() if k not in ("output_dir", "cache_dir", "name")}
+    data = dict(dump.get("data") or {})
+    if data.get("root"):
+        data["root"] = str(Path(str(data["root"])).expanduser().resolve())
+    dump["data"] = data
+    split = dict(dump.get("split") or {})
+    pool = split.get("out_of_domain")
+    if isinstance(pool, dict) and pool.get("pool"):
+        split["out_of_domain"] = {**pool, "pool": str(Path(str(pool["pool"])).expanduser().resolve())}
+    dump["split"] = split
+    return dump
 
 
 def _comparable(node: Any, free: set[str], key: str = "") -> Any:

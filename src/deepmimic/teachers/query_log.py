@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+import tempfile
 import zlib
 from pathlib import Path
 from typing import Any
@@ -129,13 +130,14 @@ class QueryLog:
         self.probs = torch.zeros(num_rows, self.num_classes, dtype=torch.float32)  # (N, K)
         self.records = 0
         self.torn_bytes = 0  # bytes of a torn last record cut off when opening
-        self._created = not self.path.exists()  # a log this job made: removed on close if no answer came
-        if self._created:
-            self._create()
+        # A log this job made is removed on close if no answer came (nothing to resume). It is
+        # created exclusively, so two jobs starting at once cannot both believe they made it.
+        self._created = not self.path.exists() and self._create(exclusive=True)
         try:
             self._file = open(self.path, "r+b")  # noqa: SIM115 - kept open for appends, closed in close()
         except OSError as exc:
             raise TeacherError(f"{self.path}: cannot open the query log ({exc.strerror or exc})") from exc
+        self._inode = os.fstat(self._file.fileno()).st_ino  # the file this job opened (checked before removing it)
         try:
             self._lock()
             self._load()
@@ -145,17 +147,38 @@ class QueryLog:
 
     # -- opening ------------------------------------------------------------------------
 
-    def _create(self) -> None:
+    def _create(self, exclusive: bool = False) -> bool:
+        """Write a header-only log, atomically (temporary file, fsync, then rename or link).
+
+        ``exclusive``: only if no log exists yet; returns False when another job made one first
+        (``os.link`` refuses an existing name, where a rename would replace it).
+        """
         raw = json.dumps(self.header, sort_keys=True).encode("utf-8")
+        header = MAGIC + _U32x2.pack(len(raw), zlib.crc32(raw)) + raw
         try:
-            with atomic_path(self.path, every_rank=True) as tmp:  # one log per process
-                with open(tmp, "wb") as handle:
-                    handle.write(MAGIC + _U32x2.pack(len(raw), zlib.crc32(raw)) + raw)
-                    handle.flush()
-                    os.fsync(handle.fileno())
+            if not exclusive:
+                with atomic_path(self.path, every_rank=True) as tmp:  # one log per process
+                    _write_synced(tmp, header)
+                made = True
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd, name = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+                os.close(fd)
+                tmp = Path(name)
+                try:
+                    _write_synced(tmp, header)
+                    os.chmod(tmp, 0o644)
+                    try:
+                        os.link(tmp, self.path)
+                        made = True
+                    except FileExistsError:
+                        made = False
+                finally:
+                    tmp.unlink(missing_ok=True)
         except OSError as exc:
             raise TeacherError(f"{self.path}: cannot create the query log ({exc.strerror or exc})") from exc
         _fsync_dir(self.path.parent)
+        return made
 
     def _lock(self) -> None:
         if fcntl is None:  # pragma: no cover
@@ -231,7 +254,11 @@ class QueryLog:
         if self._file.closed:
             return
         if self._created and self.records == 0:
-            self.path.unlink(missing_ok=True)  # still under the lock: no other job has it open
+            try:  # still under the lock, and only the very file this job made
+                if os.stat(self.path).st_ino == self._inode:
+                    self.path.unlink()
+            except OSError:
+                pass
         self._file.close()  # closing releases the flock
 
     def __enter__(self) -> QueryLog:
@@ -239,6 +266,13 @@ class QueryLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def _fsync_dir(directory: Path) -> None:
