@@ -123,12 +123,18 @@ def run_feed(
     def feature_teacher(model: torch.nn.Module) -> ModuleTeacher:
         return ModuleTeacher(model, k, feature_layers=[last_feature_layer(model, test.in_shape)])
 
+    teachers: dict[tuple[str, ...], Any] = {}  # one teacher per set of models: KD and pFEED share the ensemble (and its hooks)
+
     def teacher_of(stage: _FeedStage, models: dict[str, torch.nn.Module]) -> Any:
         if not stage.teachers:
             return None
-        if stage.kind == "sfeed":
-            return feature_teacher(models[stage.teachers[0]])
-        return EnsembleTeacher([feature_teacher(models[t]) for t in stage.teachers])
+        key = (stage.kind == "sfeed", *(str(id(models[t])) for t in stage.teachers))
+        if key not in teachers:
+            if stage.kind == "sfeed":
+                teachers[key] = feature_teacher(models[stage.teachers[0]])
+            else:
+                teachers[key] = EnsembleTeacher([feature_teacher(models[t]) for t in stage.teachers])
+        return teachers[key]
 
     stages = _feed_stages(config)
     untrained: dict[str, torch.nn.Module] = {}
@@ -137,6 +143,7 @@ def run_feed(
         method = create_method(stage.method, untrained[stage.name], teacher_of(stage, untrained), **stage.options)
         check_fit(method, labelled, config.train.model_copy(update={"seed": stage.seed}))
     del untrained
+    teachers.clear()
     plan = _stage_plan(config, stages, fingerprint(train.images, train.labels, test.images, test.labels))
     retrain = check_resume(plan, resume=resume, restart=restart, where=str(out), advice=resume_advice)
     resume = resume or bool(restart)
