@@ -28,6 +28,11 @@ def test_auto_means_on_for_cuda_and_off_for_cpu(monkeypatch: pytest.MonkeyPatch)
     assert cuda.autocast_dtype is torch.bfloat16 and cuda.memory_format is torch.channels_last and cuda.data_on_device
     cpu = SpeedPlan.resolve(auto, torch.device("cpu"))
     assert cpu.autocast_dtype is None and cpu.memory_format is torch.contiguous_format and not cpu.data_on_device
+    # Issue 13, item 2: on the CPU "auto" takes channels_last for a conv net (measured faster), not for an MLP.
+    assert SpeedPlan.resolve(auto, torch.device("cpu"), tiny_cnn()).memory_format is torch.channels_last
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
+    assert SpeedPlan.resolve(auto, torch.device("cpu"), mlp).memory_format is torch.contiguous_format
+    assert SpeedPlan.resolve(TrainSettings(channels_last=False), torch.device("cpu"), tiny_cnn()).memory_format is torch.contiguous_format
     forced = SpeedPlan.resolve(TrainSettings(precision="bf16", channels_last=True, data_on_device=True), torch.device("cpu"))
     assert forced.autocast_dtype is torch.bfloat16 and forced.memory_format is torch.channels_last
     assert not forced.data_on_device  # the CPU's memory is already where the data are

@@ -43,7 +43,8 @@ class TrainSettings(StrictModel):
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
     eval_batch_size: PositiveInt = 1024
     eval_every: PositiveInt = 1  # evaluate on the test set every N epochs (and always at the end)
-    # Speed switches (docs/scaling.md). "auto" means: on for CUDA, off on the CPU.
+    # Speed switches (docs/scaling.md). "auto": bf16 and GPU-resident data on CUDA only;
+    # channels_last on CUDA and for conv nets on the CPU (measured faster there too).
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # bf16 autocast of the forward pass
     channels_last: bool | Literal["auto"] = "auto"  # NHWC memory layout for conv nets
     data_on_device: bool | Literal["auto"] = "auto"  # keep uint8 images and targets on the GPU
