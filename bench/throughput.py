@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from deepmimic.data import load_dataset
 from deepmimic.data.batches import Normalizer, TrainingSet
+from deepmimic.data.splits import stratified_subset
 from deepmimic.engine import TrainSettings, fit
 from deepmimic.methods import Supervised
 from deepmimic.models import create_model
@@ -57,10 +58,13 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--subset", type=int, default=None, help="a stratified subset of the training images")
     args = parser.parse_args()
     device = torch.device(args.device)
 
     data = load_dataset(args.dataset, args.root).train
+    if args.subset:
+        data = stratified_subset(data, args.subset, 0)
     norm = Normalizer.fit(data.images)
     torch.manual_seed(0)
     init = create_model(args.model, data.in_shape, data.num_classes)
