@@ -124,7 +124,7 @@ def check_output_file(path: str | os.PathLike[str], what: str = "output file") -
         raise ConfigError(f"{what} {target}: is a folder; give a file name")
     if str(path).endswith(("/", os.sep)):
         raise ConfigError(f"{what} {path}: give a file name, not a folder")
-    check_output_dir(target.parent if str(target.parent) else Path("."), what=f"{what} {target}: its folder")
+    check_output_dir(target.parent, what=f"{what} {target}: its folder")
     if target.exists() and not os.access(target, os.W_OK):
         raise ConfigError(f"{what} {target}: exists and is not writable")
     return target

@@ -192,3 +192,18 @@ def test_resume_accepts_the_same_point_named_by_another_path(tmp_path: Path, mon
     again = run_experiment("split-ratio", SweepOptions(**{**base, "out": str(tmp_path / "out"), "data_root": str(tmp_path / "blobs.npz"),
                                                          "resume": True}))
     assert again["rows"][0]["point"] == "ratio 20%"
+
+
+def test_reproduce_command_line_reaches_the_sweep_options(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    seen: list[SweepOptions] = []
+
+    def fake(experiment: str, opts: SweepOptions, progress: bool | None = None) -> dict:
+        seen.append(opts)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr("deepmimic.experiments.run_experiment", fake)
+    argv = ["reproduce", "ladder-cifar10", "--epochs", "6", "--student-epochs", "3", "--optimizer", "adam", "--lr", "0.002"]
+    assert main(argv) == 2 and "stop here" in capsys.readouterr().err
+    assert (seen[0].epochs, seen[0].student_epochs, seen[0].optimizer, seen[0].lr) == (6, 3, "adam", 0.002)
+    assert main(["reproduce", "ladder-cifar10", "--optimizer", "rmsprop"]) == 2
+    assert "invalid choice: 'rmsprop'" in capsys.readouterr().err

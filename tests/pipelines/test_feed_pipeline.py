@@ -68,3 +68,11 @@ def test_feed_resume_refuses_changed_inputs_and_restarts_dependents(tmp_path: Pa
     # Restarting scratch 0 retrained sFEED stack 2 (it learns from scratch 0) from the same seeds: same bytes.
     assert (tmp_path / "feed" / "sfeed-stack-2" / "weights.safetensors").read_bytes() == stack2
     assert (tmp_path / "feed" / "scratch-seed-1" / "weights.safetensors").read_bytes() == scratch1  # untouched leftover
+
+
+def test_one_scratch_model_teaches_kd_as_an_ensemble_and_sfeed_as_itself(tmp_path: Path) -> None:
+    """KD's ensemble of one and sFEED's single teacher are different teachers of the same model."""
+    raw = {**feed_config(tmp_path), "scratch_seeds": [0], "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu"},
+           "pfeed": {"enabled": False}, "sfeed": {"stacks": 2, "beta": 10.0, "paraphraser_epochs": 1}}
+    results = run_feed(parse_config(raw), progress=False)
+    assert [row["name"] for row in results["rows"]] == ["Scratch (seed 0)", "Ensemble of 1", "KD from ensemble", "sFEED stack 2"]

@@ -174,6 +174,7 @@ def run_experiment(experiment: str, opts: SweepOptions, progress: bool | None = 
     trained_mentors: dict[int, Path] = {}  # seed -> the mentor folder of the first point
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
+    pool_problem = ""  # why out-of-domain points were skipped (the first refusal)
     for label, value, changes in points:
         runs: list[tuple[Path, dict[str, Any]]] = []
         if skipped and experiment == "out-of-domain":  # larger fractions need still more pool images
@@ -191,7 +192,7 @@ def run_experiment(experiment: str, opts: SweepOptions, progress: bool | None = 
             except PoolTooSmallError as exc:  # Table 4 at full scale: the 5,000-image pool runs out
                 print(f"[reproduce] {label}: skipped: {exc}", flush=True)
                 skipped.append(label)
-                pool_note = f"Points {{}} were skipped: {exc}."
+                pool_problem = str(exc)
                 runs = []  # a point is shown with every seed or not at all
                 break
             trained_mentors.setdefault(seed, run_dir / "mentor")
@@ -202,7 +203,7 @@ def run_experiment(experiment: str, opts: SweepOptions, progress: bool | None = 
     paper_source = LADDER_TABLES[dataset]["source"] if ladder else sweep_source(experiment, dataset)
     notes = []
     if skipped:
-        notes.append(pool_note.format(", ".join(skipped)))
+        notes.append(f"Points {', '.join(skipped)} were skipped: {pool_problem}.")
     if reuse_mentor:
         notes.append("The mentor does not change between points (same labelled split and seed): it was trained once per "
                      "seed at the first point and reused at the others.")

@@ -31,7 +31,7 @@ from deepmimic.data.splits import (
 )
 from deepmimic.engine.optim import resolve_device
 from deepmimic.environment import describe_environment
-from deepmimic.engine.trainer import RESUMABLE_CHANGES, check_fit, fit
+from deepmimic.engine.trainer import check_fit, fit
 from deepmimic.eval.examples import EXAMPLES_FILE, pick_examples, save_examples
 from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
 from deepmimic.data.fingerprint import fingerprint
@@ -39,7 +39,7 @@ from deepmimic.io_utils import check_output_dir, make_output_dir, slugify, write
 from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
 from deepmimic.pipelines.results_table import results_table
-from deepmimic.pipelines.resume_guard import Stage, check_resume, clear_stages, record_inputs
+from deepmimic.pipelines.resume_guard import Stage, check_resume, clear_stages, data_record, record_inputs, train_record
 from deepmimic.pipelines.soft_label_cache import cached_soft_labels, soft_label_key
 from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.methods.base import Method
@@ -102,29 +102,18 @@ def _model_info(stage: ModelStage, model: torch.nn.Module, in_shape: tuple[int, 
     return info
 
 
-def _data_record(config: PipelineConfig, data: PreparedData) -> dict[str, Any]:
-    """The data every stage depends on: where they came from and a fingerprint of their content."""
-    root = str(Path(config.data.root).expanduser().resolve()) if config.data.root else None
-    return {
-        "name": config.data.name, "root": root, "options": config.data.options,
-        "train_subset": config.data.train_subset, "test_subset": config.data.test_subset,
-        "fingerprint": data.fingerprint,
-    }
-
-
 def _stage_record(stage: ModelStage) -> dict[str, Any]:
     """Model, method, targets and the training settings that change what a stage computes."""
-    train = {k: v for k, v in stage.train.model_dump(mode="json").items() if k not in RESUMABLE_CHANGES}
     return {
         "model": stage.model, "model_options": stage.model_options, "method": stage.method,
-        "method_options": stage.method_options, "teacher": stage.teacher, "train": train,
+        "method_options": stage.method_options, "teacher": stage.teacher, "train": train_record(stage.train),
     }
 
 
 def stage_plan(config: PipelineConfig, data: PreparedData) -> list[Stage]:
     """The mentor and every student as :class:`Stage` records (what ``--resume`` compares)."""
     out = Path(config.output_dir)
-    record = _data_record(config, data)
+    record = data_record(config.data, data.fingerprint)
     split = config.split.model_dump(mode="json")
     mentor_inputs = {
         "data": record,

@@ -27,7 +27,7 @@ from deepmimic.data.batches import Normalizer, TrainingSet
 from deepmimic.data.splits import stratified_subset
 from deepmimic.engine.optim import resolve_device
 from deepmimic.environment import describe_environment
-from deepmimic.engine.trainer import RESUMABLE_CHANGES, check_fit, fit
+from deepmimic.engine.trainer import check_fit, fit
 from deepmimic.eval.metrics import agreement, evaluate, predict_probs
 from deepmimic.data.fingerprint import fingerprint
 from deepmimic.io_utils import check_output_dir, make_output_dir, slugify, write_json, write_text
@@ -35,7 +35,7 @@ from deepmimic.methods.registry import create_method
 from deepmimic.models import count_parameters, create_model
 from deepmimic.models.features import last_feature_layer
 from deepmimic.pipelines.feed_config import FeedConfig
-from deepmimic.pipelines.resume_guard import Stage, check_resume, clear_stages, record_inputs
+from deepmimic.pipelines.resume_guard import Stage, check_resume, clear_stages, data_record, record_inputs, train_record
 from deepmimic.teachers.ensemble import EnsembleTeacher
 from deepmimic.teachers.module import ModuleTeacher
 
@@ -74,10 +74,8 @@ def _feed_stages(config: FeedConfig) -> list[_FeedStage]:
 def _stage_plan(config: FeedConfig, stages: list[_FeedStage], content: str) -> list[Stage]:
     """:class:`Stage` records for ``--resume``: data, model, settings, method and the teachers' own inputs."""
     out = Path(config.output_dir)
-    root = str(Path(config.data.root).expanduser().resolve()) if config.data.root else None
-    data = {"name": config.data.name, "root": root, "options": config.data.options, "train_subset": config.data.train_subset,
-            "test_subset": config.data.test_subset, "fingerprint": content}
-    train = {k: v for k, v in config.train.model_dump(mode="json").items() if k not in RESUMABLE_CHANGES}
+    data = data_record(config.data, content)
+    train = train_record(config.train)
     inputs: dict[str, dict[str, Any]] = {}
     plan = []
     for st in stages:
@@ -123,17 +121,15 @@ def run_feed(
     def feature_teacher(model: torch.nn.Module) -> ModuleTeacher:
         return ModuleTeacher(model, k, feature_layers=[last_feature_layer(model, test.in_shape)])
 
-    teachers: dict[tuple[str, ...], Any] = {}  # one teacher per set of models: KD and pFEED share the ensemble (and its hooks)
+    teachers: dict[tuple[Any, ...], Any] = {}  # by teaching models: KD and pFEED share one ensemble (and its hooks)
 
     def teacher_of(stage: _FeedStage, models: dict[str, torch.nn.Module]) -> Any:
         if not stage.teachers:
             return None
-        key = (stage.kind == "sfeed", *(str(id(models[t])) for t in stage.teachers))
+        key = (stage.kind == "sfeed", *stage.teachers)  # one model as itself, or as an ensemble of one
         if key not in teachers:
-            if stage.kind == "sfeed":
-                teachers[key] = feature_teacher(models[stage.teachers[0]])
-            else:
-                teachers[key] = EnsembleTeacher([feature_teacher(models[t]) for t in stage.teachers])
+            feature = [feature_teacher(models[t]) for t in stage.teachers]
+            teachers[key] = feature[0] if stage.kind == "sfeed" else EnsembleTeacher(feature)
         return teachers[key]
 
     stages = _feed_stages(config)
@@ -167,17 +163,18 @@ def run_feed(
         rows.append({"name": stage.name, "kind": stage.kind, "accuracy": ev.accuracy, "error": 1 - ev.accuracy, "loss": ev.loss,
                      "parameters": count_parameters(model), "train_time_s": time.perf_counter() - t0, "seed": stage.seed})
         models[stage.name] = model
-        if stage.kind == "scratch" and stage.name == stages[len(config.scratch_seeds) - 1].name:
-            rows.append(_ensemble_row([models[s.name] for s in stages if s.kind == "scratch"], test, normalizer, device))
+        if stage.name == stages[len(config.scratch_seeds) - 1].name:  # the last scratch model: their ensemble
+            scratch = [models[s.name] for s in stages[: len(config.scratch_seeds)]]
+            ensemble_probs = torch.stack([predict_probs(m, test.images, normalizer, device) for m in scratch]).mean(0)  # (N, K)
+            rows.append(_ensemble_row(ensemble_probs, scratch, test))
 
-    scratch0 = models[stages[0].name]
     results = {
         "name": config.name, "command": command, "model": config.model, "data": {"name": config.data.name, "train": len(train), "test": len(test), "in_shape": list(test.in_shape)},
         "rows": rows, "wall_time_s": time.perf_counter() - started,
         "environment": describe_environment(device),
         "agreement_scratch0_vs_ensemble": agreement(
-            _ensemble_probs([models[s.name] for s in stages if s.kind == "scratch"], test, normalizer, device).argmax(1),
-            predict_probs(scratch0, test.images, normalizer, device).argmax(1),
+            ensemble_probs.argmax(1),
+            predict_probs(models[stages[0].name], test.images, normalizer, device).argmax(1),
         ),
     }
     if config.paper is not None:
@@ -187,16 +184,11 @@ def run_feed(
     return results
 
 
-def _ensemble_probs(models: list[torch.nn.Module], test: Any, normalizer: Normalizer, device: torch.device) -> torch.Tensor:
-    """The scratch models' averaged test probabilities (N, K)."""
-    return torch.stack([predict_probs(m, test.images, normalizer, device) for m in models]).mean(0)
-
-
-def _ensemble_row(models: list[torch.nn.Module], test: Any, normalizer: Normalizer, device: torch.device) -> dict[str, Any]:
-    """Table 4's upper reference: the ensemble of the scratch models."""
-    acc = (_ensemble_probs(models, test, normalizer, device).argmax(1) == test.labels).float().mean().item()
-    return {"name": f"Ensemble of {len(models)}", "kind": "ensemble", "accuracy": acc, "error": 1 - acc,
-            "parameters": sum(count_parameters(m) for m in models), "seed": None}
+def _ensemble_row(probs: torch.Tensor, members: list[torch.nn.Module], test: Any) -> dict[str, Any]:
+    """Table 4's upper reference: the scratch ``members``' averaged test probabilities ``probs`` (N, K)."""
+    acc = (probs.argmax(1) == test.labels).float().mean().item()
+    return {"name": f"Ensemble of {len(members)}", "kind": "ensemble", "accuracy": acc, "error": 1 - acc,
+            "parameters": sum(count_parameters(m) for m in members), "seed": None}
 
 
 def feed_table(results: dict[str, Any]) -> str:

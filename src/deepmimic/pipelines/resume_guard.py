@@ -55,6 +55,20 @@ class Stage:
     epochs: int | None = None  # the epochs asked for now: a checkpoint already past them is refused
 
 
+def data_record(data: Any, content: str) -> dict[str, Any]:
+    """What every stage records of its data: a :class:`deepmimic.config.DataConfig` (name,
+    resolved root, reader options, subsets) and the SHA-256 ``content`` of the images and labels."""
+    root = str(Path(data.root).expanduser().resolve()) if data.root else None
+    return {"name": data.name, "root": root, "options": data.options, "train_subset": data.train_subset,
+            "test_subset": data.test_subset, "fingerprint": content}
+
+
+def train_record(settings: Any) -> dict[str, Any]:
+    """The training settings that change what a stage computes (:class:`TrainSettings` without
+    :data:`RESUMABLE_CHANGES`)."""
+    return {k: v for k, v in settings.model_dump(mode="json").items() if k not in RESUMABLE_CHANGES}
+
+
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists stay values (compared whole)."""
     if isinstance(value, dict) and value:
