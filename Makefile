@@ -28,6 +28,8 @@ demo: $(STAMP)
 	$(VENV)/bin/deepmimic demo
 
 test: $(TEST_STAMP)
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 	$(PY) -m pytest
 
 # Reproduce the paper's Table 1 on full MNIST (needs ../shared/data/mnist; about 10 minutes on 2 CPU cores).

@@ -6,7 +6,8 @@ formats so that drift in machine load hits both equally. Prints the median image
 epochs after the first, per format, and the ratio channels_last / contiguous: the numbers
 ``channels_last: auto`` is decided by on the CPU (docs/scaling.md).
 
-    python bench/cpu_ladder_speed.py --root ../shared/data/cifar-10-batches-bin [--subset 2000] [--epochs 3] [--rounds 2]
+    python bench/cpu_ladder_speed.py --root ../shared/data/cifar-10-batches-bin \\
+        [--subset 2000] [--epochs 3] [--rounds 2]
 """
 
 from __future__ import annotations
@@ -30,9 +31,18 @@ MODELS = ("cifar10-mentor-dropout", "cifar10-student-a", "cifar10-student-b", "c
 
 def rate(model: torch.nn.Module, train: TrainingSet, norm: Normalizer, epochs: int, channels_last: bool) -> float:
     """Median images/s of epochs 2.. of one engine run (fp32, batch 64, SGD at a constant lr)."""
-    settings = TrainSettings(epochs=epochs, batch_size=64, lr=0.01, schedule="constant", device="cpu",
-                             precision="fp32", channels_last=channels_last)
-    result = fit(create_method("supervised", copy.deepcopy(model)), train, norm, settings, progress=False, label="bench")
+    settings = TrainSettings(
+        epochs=epochs,
+        batch_size=64,
+        lr=0.01,
+        schedule="constant",
+        device="cpu",
+        precision="fp32",
+        channels_last=channels_last,
+    )
+    result = fit(
+        create_method("supervised", copy.deepcopy(model)), train, norm, settings, progress=False, label="bench"
+    )
     return statistics.median(r["images_per_s"] for r in result.history[1:])
 
 

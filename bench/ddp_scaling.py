@@ -40,25 +40,49 @@ def worker(args: argparse.Namespace) -> int:
         torch.manual_seed(0)
         student = create_model(args.model, data.in_shape, data.num_classes)
         method = create_method("soft_label", student, CachedTeacher(probs))
-        settings = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=0.01, schedule="constant", device="cpu")
+        settings = TrainSettings(
+            epochs=args.epochs, batch_size=args.batch_size, lr=0.01, schedule="constant", device="cpu"
+        )
         result = fit(method, TrainingSet(data.images, {}), norm, settings, progress=False, label=f"{group.world_size}p")
         rates = [r["images_per_s"] for r in result.history[1:]]
         if distributed.is_main():
-            print("RESULT " + json.dumps({"processes": group.world_size, "threads": torch.get_num_threads(), "images_per_s": statistics.median(rates)}))
+            print(
+                "RESULT "
+                + json.dumps(
+                    {
+                        "processes": group.world_size,
+                        "threads": torch.get_num_threads(),
+                        "images_per_s": statistics.median(rates),
+                    }
+                )
+            )
     return 0
 
 
 def launch(procs: int, threads: int, args: argparse.Namespace) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={procs}",
-        __file__, "--worker", "--model", args.model, "--batch-size", str(args.batch_size), "--epochs", str(args.epochs),
-        "--dataset", args.dataset, *(["--root", args.root] if args.root else []),
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={procs}",
+        __file__,
+        "--worker",
+        "--model",
+        args.model,
+        "--batch-size",
+        str(args.batch_size),
+        "--epochs",
+        str(args.epochs),
+        "--dataset",
+        args.dataset,
+        *(["--root", args.root] if args.root else []),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise SystemExit(f"worker failed ({procs} processes): {done.stderr[-2000:]}")
 
 
@@ -82,12 +106,18 @@ def main() -> int:
         for procs, threads in settings:
             got = launch(procs, threads, args)
             rates[(procs, threads)].append(got["images_per_s"])
-            print(f"repeat {rep + 1}: {procs} process(es) x {threads} thread(s): {got['images_per_s']:.0f} images/s", file=sys.stderr)
+            print(
+                f"repeat {rep + 1}: {procs} process(es) x {threads} thread(s): {got['images_per_s']:.0f} images/s",
+                file=sys.stderr,
+            )
     med = {s: statistics.median(v) for s, v in rates.items()}
     one = med[(1, 1)]
     many = med[(args.procs, 1)]
     threaded = med[(1, args.procs)]
-    print(f"model={args.model} data={args.dataset} global batch={args.batch_size} epochs={args.epochs} (first is warm-up) cpus={os.cpu_count()}")
+    print(
+        f"model={args.model} data={args.dataset} global batch={args.batch_size} epochs={args.epochs} "
+        f"(first is warm-up) cpus={os.cpu_count()}"
+    )
     print("| setting | images/s | speed-up vs 1 process x 1 thread |")
     print("| --- | ---: | ---: |")
     print(f"| 1 process x 1 thread | {one:.0f} | 1.00x |")

@@ -66,8 +66,10 @@ def main() -> int:
             times[name].append(step(name))
     base = statistics.median(times["reconstruction only"])
     params = count_parameters(methods["reconstruction only"].student)
-    print(f"student={args.student} ({params:,} params) teacher={args.teacher} batch={args.batch_size} "
-          f"classes={args.classes} threads={torch.get_num_threads()} torch={torch.__version__}")
+    print(
+        f"student={args.student} ({params:,} params) teacher={args.teacher} batch={args.batch_size} "
+        f"classes={args.classes} threads={torch.get_num_threads()} torch={torch.__version__}"
+    )
     for name in CONFIGS:
         median = statistics.median(times[name])
         print(f"{name:34s} {1000 * median:8.1f} ms/step   {median / base:5.2f}x")

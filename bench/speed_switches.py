@@ -57,21 +57,37 @@ def main() -> int:
         settings += [{**s, "compile": True} for s in settings]
     rows = []
     for switch in settings:
-        base = TrainSettings(epochs=args.epochs, batch_size=args.batch_size, lr=0.01, schedule="constant", device=args.device)
+        base = TrainSettings(
+            epochs=args.epochs, batch_size=args.batch_size, lr=0.01, schedule="constant", device=args.device
+        )
         s = base.model_copy(update=switch)
         method = create_method("supervised", copy.deepcopy(init))
         result = fit(method, train, norm, s, progress=False, label=" ".join(f"{k}={v}" for k, v in switch.items()))
         rows.append((switch, statistics.median(r["images_per_s"] for r in result.history[1:])))
         torch._dynamo.reset()  # each compiled setting compiles afresh
 
-    env = describe_environment(torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else args.device if args.device != "auto" else "cpu"))
-    print(f"model={args.model} data={args.dataset} ({len(train)} images) batch={args.batch_size} epochs={args.epochs} (first not counted)")
+    env = describe_environment(
+        torch.device(
+            "cuda"
+            if args.device == "auto" and torch.cuda.is_available()
+            else args.device
+            if args.device != "auto"
+            else "cpu"
+        )
+    )
+    print(
+        f"model={args.model} data={args.dataset} ({len(train)} images) batch={args.batch_size} "
+        f"epochs={args.epochs} (first not counted)"
+    )
     print(f"environment: {env}")
     ref = rows[0][1]
     print("| precision | channels_last | compile | images/s | x fp32 |")
     print("| --- | --- | --- | ---: | ---: |")
     for switch, rate in rows:
-        print(f"| {switch['precision']} | {switch['channels_last']} | {switch.get('compile', False)} | {rate:.0f} | {rate / ref:.2f} |")
+        print(
+            f"| {switch['precision']} | {switch['channels_last']} | {switch.get('compile', False)} | "
+            f"{rate:.0f} | {rate / ref:.2f} |"
+        )
     return 0
 
 

@@ -13,7 +13,8 @@ process, and prints median epoch times and their ratios to the supervised epoch:
 The teacher is a wider network whose measured forward time per image is printed as a
 multiple of the student's forward time (aim: about 10x; ``--teacher-option`` widens it).
 
-    python bench/teacher_cost.py [--rounds 5] [--student mnist-student-b] [--teacher mnist-mentor --teacher-option conv_channels=96]
+    python bench/teacher_cost.py [--rounds 5] [--student mnist-student-b] \\
+        [--teacher mnist-mentor --teacher-option conv_channels=96]
 """
 
 from __future__ import annotations
@@ -106,12 +107,18 @@ def main() -> int:
 
     n = len(data)
     base = statistics.median(times["supervised"])
-    print(f"data={args.dataset} ({n} images) batch={args.batch_size} device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}")
-    print(f"student {args.student}: {count_macs(init, data.in_shape):,} MACs/image; teacher {args.teacher} {teacher_options}: "
-          f"{count_macs(teacher_model, data.in_shape):,} MACs/image")
+    print(
+        f"data={args.dataset} ({n} images) batch={args.batch_size} device={args.device} "
+        f"threads={torch.get_num_threads()} torch={torch.__version__}"
+    )
+    print(
+        f"student {args.student}: {count_macs(init, data.in_shape):,} MACs/image; "
+        f"teacher {args.teacher} {teacher_options}: "
+        f"{count_macs(teacher_model, data.in_shape):,} MACs/image"
+    )
     print(f"teacher forward time / student forward time: {t_teacher / t_student:.1f}x (batch of 256, eval mode)")
     print(f"labelling the set once with the teacher: {label_once:.2f} s")
-    print("| mode | epoch s (median of %d) | x supervised epoch |" % args.rounds)
+    print(f"| mode | epoch s (median of {args.rounds:d}) | x supervised epoch |")
     print("| --- | ---: | ---: |")
     for name, values in times.items():
         med = statistics.median(values)

@@ -30,8 +30,15 @@ from deepmimic.methods import Supervised
 from deepmimic.models import create_model
 
 
-def bare_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, images: torch.Tensor, labels: torch.Tensor,
-               norm: Normalizer, batch_size: int, seed: int) -> float:
+def bare_epoch(
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    norm: Normalizer,
+    batch_size: int,
+    seed: int,
+) -> float:
     """One epoch of the plainest loop we would write by hand (data already on the model's device); returns seconds."""
     mean = torch.tensor(norm.mean, device=images.device).view(1, -1, 1, 1)
     std = torch.tensor(norm.std, device=images.device).view(1, -1, 1, 1)
@@ -69,8 +76,17 @@ def main() -> int:
     torch.manual_seed(0)
     init = create_model(args.model, data.in_shape, data.num_classes)
     bare_model, engine_model = copy.deepcopy(init).to(device), copy.deepcopy(init)
-    settings = TrainSettings(epochs=1, batch_size=args.batch_size, lr=0.01, momentum=0.9, weight_decay=5e-4,
-                             schedule="constant", device=args.device, precision="fp32", channels_last=False)
+    settings = TrainSettings(
+        epochs=1,
+        batch_size=args.batch_size,
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        schedule="constant",
+        device=args.device,
+        precision="fp32",
+        channels_last=False,
+    )
     bare_images, bare_labels = data.images.to(device), data.labels.to(device)
     bare_opt = torch.optim.SGD(bare_model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     method = Supervised(engine_model)
@@ -90,7 +106,10 @@ def main() -> int:
         print(f"round {r + 1}: bare {bare_rates[-1]:.0f} img/s, engine {engine_rates[-1]:.0f} img/s", file=sys.stderr)
 
     bare, engine = statistics.median(bare_rates), statistics.median(engine_rates)
-    print(f"model={args.model} data={args.dataset} ({n} images) batch={args.batch_size} device={args.device} threads={torch.get_num_threads()} torch={torch.__version__}")
+    print(
+        f"model={args.model} data={args.dataset} ({n} images) batch={args.batch_size} device={args.device} "
+        f"threads={torch.get_num_threads()} torch={torch.__version__}"
+    )
     print(f"bare loop: {bare:.0f} images/s (median of {args.rounds})")
     print(f"engine:    {engine:.0f} images/s (median of {args.rounds})")
     print(f"ratio engine/bare: {engine / bare:.3f}")

@@ -14,8 +14,10 @@ def write_blobs_npz(path: Path) -> Path:
     test = make_blobs_dataset(n_per_class=20, seed=1)
     np.savez(
         path,
-        images=train.images.numpy(), labels=train.labels.numpy(),
-        test_images=test.images.numpy(), test_labels=test.labels.numpy(),
+        images=train.images.numpy(),
+        labels=train.labels.numpy(),
+        test_images=test.images.numpy(),
+        test_labels=test.labels.numpy(),
     )
     return path
 

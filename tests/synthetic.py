@@ -8,7 +8,11 @@ from deepmimic.data.dataset import ImageDataset
 
 
 def make_blobs_dataset(
-    n_per_class: int = 40, num_classes: int = 4, shape: tuple[int, int, int] = (1, 8, 8), seed: int = 0, name: str = "blobs"
+    n_per_class: int = 40,
+    num_classes: int = 4,
+    shape: tuple[int, int, int] = (1, 8, 8),
+    seed: int = 0,
+    name: str = "blobs",
 ) -> ImageDataset:
     """Images whose class is a bright square in one of ``num_classes`` positions, plus noise.
 

@@ -23,8 +23,13 @@ def test_minimal_config_gets_defaults() -> None:
 
 
 def test_top_level_train_block_is_a_default_that_models_override() -> None:
-    cfg = parse_config({**MINIMAL, "train": {"epochs": 3, "lr": 0.2},
-                        "students": [{"name": "S", "model": "m", "train": {"epochs": 9}}]})
+    cfg = parse_config(
+        {
+            **MINIMAL,
+            "train": {"epochs": 3, "lr": 0.2},
+            "students": [{"name": "S", "model": "m", "train": {"epochs": 9}}],
+        }
+    )
     assert cfg.mentor.train.epochs == 3 and cfg.mentor.train.lr == 0.2
     assert cfg.students[0].train.epochs == 9 and cfg.students[0].train.lr == 0.2
 
@@ -100,8 +105,13 @@ def test_committed_configs_are_valid() -> None:
 # Issue 12, item 8: values in a file are strict; --set values are YAML, so they arrive typed.
 @pytest.mark.parametrize(
     ("train", "key"),
-    [({"epochs": "2"}, "mentor.train.epochs"), ({"epochs": 2.0}, "mentor.train.epochs"), ({"seed": True}, "mentor.train.seed"),
-     ({"nesterov": "yes"}, "mentor.train.nesterov"), ({"batch_size": "64"}, "mentor.train.batch_size")],
+    [
+        ({"epochs": "2"}, "mentor.train.epochs"),
+        ({"epochs": 2.0}, "mentor.train.epochs"),
+        ({"seed": True}, "mentor.train.seed"),
+        ({"nesterov": "yes"}, "mentor.train.nesterov"),
+        ({"batch_size": "64"}, "mentor.train.batch_size"),
+    ],
 )
 def test_values_are_not_coerced(train: dict, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
@@ -110,8 +120,10 @@ def test_values_are_not_coerced(train: dict, key: str) -> None:
 
 def test_set_values_and_exponent_floats_arrive_typed(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("mentor: {name: M, model: mnist-mentor, method: supervised}\n"
-                    "students: [{name: S, model: mnist-student-a}]\ntrain: {lr: 1e-3, weight_decay: 5E-4}\n")
+    path.write_text(
+        "mentor: {name: M, model: mnist-mentor, method: supervised}\n"
+        "students: [{name: S, model: mnist-student-a}]\ntrain: {lr: 1e-3, weight_decay: 5E-4}\n"
+    )
     cfg = load_config(path, overrides=["train.epochs=2", "train.seed=3", "students.0.train.lr=2e-2"])
     assert cfg.mentor.train.lr == 0.001 and cfg.mentor.train.weight_decay == 0.0005
     assert cfg.mentor.train.epochs == 2 and cfg.mentor.train.seed == 3 and cfg.students[0].train.lr == 0.02
@@ -120,8 +132,13 @@ def test_set_values_and_exponent_floats_arrive_typed(tmp_path: Path) -> None:
 # Issue 12, item 4: a stage or a list replaced by a number is a one-line error, not a TypeError.
 @pytest.mark.parametrize(
     ("override", "needle"),
-    [("mentor.train=5", "'mentor.train'"), ("students=5", "'students'"), ("mentor=5", "'mentor'"),
-     ("students.0.train=[1]", "'students.0.train'"), ("train=5", "train: must be a mapping")],
+    [
+        ("mentor.train=5", "'mentor.train'"),
+        ("students=5", "'students'"),
+        ("mentor=5", "'mentor'"),
+        ("students.0.train=[1]", "'students.0.train'"),
+        ("train=5", "train: must be a mapping"),
+    ],
 )
 def test_overrides_of_the_wrong_shape_are_config_errors(override: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):

@@ -77,7 +77,9 @@ def init_from_environment(device: str = "auto") -> ProcessGroupInfo:
         rank_ = int(os.environ["RANK"])
         local = int(os.environ.get("LOCAL_RANK", "0"))
     except (KeyError, ValueError) as exc:
-        raise ConfigError(f"distributed launch: RANK/WORLD_SIZE/LOCAL_RANK are missing or not integers ({exc})") from exc
+        raise ConfigError(
+            f"distributed launch: RANK/WORLD_SIZE/LOCAL_RANK are missing or not integers ({exc})"
+        ) from exc
     use_cuda = device != "cpu" and torch.cuda.is_available()
     # NCCL for CUDA tensors, gloo for CPU ones (soft-label gathers, counters, CPU stages).
     backend = "cpu:gloo,cuda:nccl" if use_cuda else "gloo"
@@ -121,21 +123,26 @@ def shutdown() -> None:
 
 
 def parse_device(name: str) -> torch.device:
-    """A device this machine has, from its name (``cpu``, ``cuda``, ``cuda:1``, ``mps``); else a one-line ConfigError."""
+    """A device this machine has, from its name (``cpu``, ``cuda``, ``cuda:1``, ``mps``); else a
+    one-line ConfigError."""
     try:
         device = torch.device(name)
     except (RuntimeError, ValueError, TypeError):
         raise ConfigError(f"device '{name}': not a device name (use auto, cpu, cuda, cuda:N or mps)") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device '{name}': CUDA is not available on this machine (torch {torch.__version__}); use auto or cpu")
+            raise ConfigError(
+                f"device '{name}': CUDA is not available on this machine (torch {torch.__version__}); use auto or cpu"
+            )
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"device '{name}': this machine has {torch.cuda.device_count()} CUDA device(s)")
     elif device.type == "mps":
         if not torch.backends.mps.is_available():
             raise ConfigError(f"device '{name}': MPS is not available on this machine; use auto or cpu")
     elif device.type != "cpu":
-        raise ConfigError(f"device '{name}': unsupported device type '{device.type}' (use auto, cpu, cuda, cuda:N or mps)")
+        raise ConfigError(
+            f"device '{name}': unsupported device type '{device.type}' (use auto, cpu, cuda, cuda:N or mps)"
+        )
     return device
 
 

@@ -61,11 +61,10 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "w", encoding: str | N
     """Open a temporary file for writing and rename it onto ``path`` when closed cleanly."""
     if "b" in mode:
         encoding = None
-    with atomic_path(path) as tmp:
-        with open(tmp, mode, encoding=encoding) as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+    with atomic_path(path) as tmp, open(tmp, mode, encoding=encoding) as handle:
+        yield handle
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def write_json(path: str | os.PathLike[str], payload: Any) -> None:
@@ -113,7 +112,9 @@ def check_output_dir(path: str | os.PathLike[str], what: str = "output folder") 
         with tempfile.TemporaryFile(dir=base, prefix=".deepmimic-probe-"):
             pass
     except OSError as exc:
-        raise ConfigError(f"{what} {target}: cannot be written in {base} ({exc.strerror or type(exc).__name__})") from None
+        raise ConfigError(
+            f"{what} {target}: cannot be written in {base} ({exc.strerror or type(exc).__name__})"
+        ) from None
     return target
 
 

@@ -86,7 +86,9 @@ def write_pickles(root: Path, hundred: bool = False) -> Path:
         d.mkdir(parents=True)
         for part, n in (("train", 6), ("test", 3)):
             with open(d / part, "wb") as f:
-                pickle.dump({b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": list(range(n))}, f)
+                pickle.dump(
+                    {b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), b"fine_labels": list(range(n))}, f
+                )
         with open(d / "meta", "wb") as f:
             pickle.dump({b"fine_label_names": [f"c{i}".encode() for i in range(100)]}, f)
         return root
@@ -143,13 +145,15 @@ def test_malicious_pickle_is_refused_not_executed(tmp_path: Path, monkeypatch: p
 # Hand-written protocol-0 pickles that call a global on load: what a malicious file looks like.
 HAND_BUILT = {
     "os.system": b"cos\nsystem\n(S'touch PWNED'\ntR.",
-    "builtins.eval": b"cbuiltins\neval\n(S'open(\"PWNED\", \"w\")'\ntR.",
+    "builtins.eval": b'cbuiltins\neval\n(S\'open("PWNED", "w")\'\ntR.',
     "subprocess.call": b"csubprocess\ncall\n((S'touch'\nS'PWNED'\nltR.",
 }
 
 
 @pytest.mark.parametrize("target", sorted(HAND_BUILT))
-def test_hand_built_payload_is_refused_not_executed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str) -> None:
+def test_hand_built_payload_is_refused_not_executed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, target: str
+) -> None:
     monkeypatch.chdir(tmp_path)
     root = write_pickles(tmp_path / "c")
     (root / "cifar-10-batches-py" / "batches.meta").write_bytes(HAND_BUILT[target])
@@ -212,7 +216,10 @@ def test_ragged_labels_refused(tmp_path: Path) -> None:
 
 def test_uint64_label_refused_naming_the_file(tmp_path: Path) -> None:
     root = write_pickles(tmp_path / "c")  # 2^64 - 1 would wrap to -1 when cast to int64
-    _dump(root / "cifar-10-batches-py" / "test_batch", {b"data": np.zeros((1, 3072), np.uint8), b"labels": np.array([2**64 - 1], np.uint64)})
+    _dump(
+        root / "cifar-10-batches-py" / "test_batch",
+        {b"data": np.zeros((1, 3072), np.uint8), b"labels": np.array([2**64 - 1], np.uint64)},
+    )
     _error(root, rf"test_batch: label {2**64 - 1} means {2**64} classes, above the limit")
 
 
@@ -238,10 +245,15 @@ def test_shared_references_cannot_expand_the_data(tmp_path: Path) -> None:
 def test_shared_references_cannot_expand_labels_or_names(tmp_path: Path) -> None:
     root = write_pickles(tmp_path / "c")
     inner = [1] * 1000
-    _dump(root / "cifar-10-batches-py" / "test_batch", {b"data": np.zeros((1, 3072), np.uint8), b"labels": [[inner] * 1000]})
+    _dump(
+        root / "cifar-10-batches-py" / "test_batch",
+        {b"data": np.zeros((1, 3072), np.uint8), b"labels": [[inner] * 1000]},
+    )
     _error(root, r"test_batch: labels must be a flat list of integers")
     root = write_pickles(tmp_path / "d")
-    _dump(root / "cifar-10-batches-py" / "batches.meta", {b"label_names": [[[inner] * 1000]] * 10})  # str() would be ~3 MB a name
+    _dump(
+        root / "cifar-10-batches-py" / "batches.meta", {b"label_names": [[[inner] * 1000]] * 10}
+    )  # str() would be ~3 MB a name
     _error(root, r"batches.meta: class names must be strings, got list")
 
 

@@ -22,7 +22,9 @@ def test_read_maybe_gzipped_stops_at_the_hard_limit(tmp_path: Path, monkeypatch:
     path.write_bytes(gzip.compress(bytes(4 << 20)))
     tracemalloc.start()
     try:
-        with pytest.raises(DataError, match=r"bomb.csv.gz: inflates past 10000 bytes, the limit for gzip files") as info:
+        with pytest.raises(
+            DataError, match=r"bomb.csv.gz: inflates past 10000 bytes, the limit for gzip files"
+        ) as info:
             _common.read_maybe_gzipped(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -57,7 +59,11 @@ def _header_only(shape: tuple[int, ...], descr: str = "<f4") -> bytes:
         (b"random bytes, not an array", "bad header: no NumPy magic", False),
         (b"\x93NUMPY\x09\x00", "unsupported .npy version 9.0", False),
         (b"\x93NUMPY\x01\x00\x10\x00{'descr': 'x'}  \n", "bad header", False),
-        (_header_only((10**6, 10**5)), r"header declares shape \(1000000, 100000\) of float32 \(400000000000 bytes\) but 0 bytes follow it", False),
+        (
+            _header_only((10**6, 10**5)),
+            r"header declares shape \(1000000, 100000\) of float32 \(400000000000 bytes\) but 0 bytes follow it",
+            False,
+        ),
         (_header_only((2**40, 2**40)), "header declares shape", False),
         (_npy(np.zeros((2, 3), np.float32))[:-4], r"\(24 bytes\) but 20 bytes follow it", False),
         (_npy(np.array([{"a": 1}], dtype=object)), "holds Python objects", True),

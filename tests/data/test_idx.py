@@ -137,7 +137,10 @@ def _one_line_error(info: pytest.ExceptionInfo[DataError], path_part: str) -> st
 
 @pytest.mark.parametrize("gz", [True, False])
 def test_zero_images_refused(tmp_path: Path, gz: bool) -> None:
-    empty = {"train-images-idx3-ubyte": idx_bytes(np.zeros((0, 28, 28)), 2051), "train-labels-idx1-ubyte": idx_bytes(np.zeros(0), 2049)}
+    empty = {
+        "train-images-idx3-ubyte": idx_bytes(np.zeros((0, 28, 28)), 2051),
+        "train-labels-idx1-ubyte": idx_bytes(np.zeros(0), 2049),
+    }
     with pytest.raises(DataError, match=r"train-images-idx3-ubyte(\.gz)?: holds no images \(header says N=0\)") as info:
         load_dataset("mnist", write_idx_dir(tmp_path / "m", gz=gz, **empty))
     _one_line_error(info, "train-images-idx3-ubyte")
@@ -179,7 +182,10 @@ def test_gzip_inflating_past_its_header_stops_early(tmp_path: Path) -> None:
     assert (root / "train-images-idx3-ubyte.gz").stat().st_size < 20_000  # a small file on disk
     tracemalloc.start()
     try:
-        with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: oversized idx file \(header says 1584 bytes, it inflates past that\)") as info:
+        with pytest.raises(
+            DataError,
+            match=r"train-images-idx3-ubyte.gz: oversized idx file \(header says 1584 bytes, it inflates past that\)",
+        ) as info:
             load_dataset("mnist", root)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -188,8 +194,13 @@ def test_gzip_inflating_past_its_header_stops_early(tmp_path: Path) -> None:
     assert peak < 1 << 20, f"inflated {peak} bytes: the whole 8 MiB stream was read"
 
 
-def test_gzip_header_above_the_hard_limit_is_refused_before_reading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_gzip_header_above_the_hard_limit_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(_common, "MAX_DECOMPRESSED_BYTES", 1000)  # a valid 1,584-byte payload is now too big
     root = write_idx_dir(tmp_path / "m", **{"train-images-idx3-ubyte": idx_bytes(np.zeros((2, 28, 28)), 2051)})
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte.gz: header declares 1584 bytes, above the 1000-byte limit for gzip files"):
+    with pytest.raises(
+        DataError,
+        match=r"train-images-idx3-ubyte.gz: header declares 1584 bytes, above the 1000-byte limit for gzip files",
+    ):
         load_dataset("mnist", root)

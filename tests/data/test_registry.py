@@ -14,11 +14,22 @@ from deepmimic.errors import DataError
 
 
 def test_names() -> None:
-    assert DATASET_NAMES == ("mnist-5k", "mnist", "fashion-mnist", "cifar10", "cifar100", "tiny-imagenet", "npz", "image-folder")
+    assert DATASET_NAMES == (
+        "mnist-5k",
+        "mnist",
+        "fashion-mnist",
+        "cifar10",
+        "cifar100",
+        "tiny-imagenet",
+        "npz",
+        "image-folder",
+    )
 
 
 def test_unknown_name_lists_known_ones(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="unknown dataset 'imagenet'; known datasets: mnist-5k, mnist, fashion-mnist, cifar10"):
+    with pytest.raises(
+        DataError, match="unknown dataset 'imagenet'; known datasets: mnist-5k, mnist, fashion-mnist, cifar10"
+    ):
         load_dataset("imagenet", tmp_path)
 
 

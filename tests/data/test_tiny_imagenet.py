@@ -113,7 +113,9 @@ def test_no_train_images_refused(tiny: Path) -> None:
 
 def test_val_file_names_must_stay_in_val_images(tiny: Path) -> None:
     (tiny / "val" / "val_annotations.txt").write_text("../../train/n01443537/images/n01443537_0.JPEG\tn01443537\n")
-    _error(tiny, r"val_annotations.txt:1: '\.\./\.\./train/n01443537/images/n01443537_0\.JPEG' is not a plain file name")
+    _error(
+        tiny, r"val_annotations.txt:1: '\.\./\.\./train/n01443537/images/n01443537_0\.JPEG' is not a plain file name"
+    )
 
 
 def test_wnids_must_be_plain_names(tiny: Path) -> None:

@@ -60,4 +60,8 @@ def test_augmentation_is_reproducible_by_generator() -> None:
 def test_unknown_augmentation_is_rejected() -> None:
     data = TrainingSet(torch.zeros(2, 1, 2, 2, dtype=torch.uint8))
     with pytest.raises(DataError, match="unknown augmentation"):
-        next(iterate_batches(data, 1, Normalizer((0.0,), (1.0,)), torch.Generator(), torch.device("cpu"), augment="mixup"))
+        next(
+            iterate_batches(
+                data, 1, Normalizer((0.0,), (1.0,)), torch.Generator(), torch.device("cpu"), augment="mixup"
+            )
+        )

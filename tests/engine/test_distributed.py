@@ -27,9 +27,9 @@ from deepmimic.data import load_dataset
 from deepmimic.data.batches import Normalizer, TrainingSet, iterate_batches
 from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.io_utils import write_json
-from deepmimic.labeling_job import label_dataset_sharded, read_answers
+from deepmimic.labelling.black_box_job import label_dataset_sharded, read_answers
+from deepmimic.labelling.query_log import QueryLog
 from deepmimic.pipelines.deepmimic import run_pipeline
-from deepmimic.teachers.query_log import QueryLog
 from pipeline_configs import tiny_config, write_blobs_npz
 
 
@@ -69,7 +69,9 @@ def test_rank_shares_rebuild_the_global_batches_with_their_augmentation() -> Non
 def test_a_final_global_batch_too_small_to_share_is_skipped() -> None:
     data = TrainingSet(torch.zeros(11, 1, 2, 2, dtype=torch.uint8))
     norm = Normalizer((0.0,), (1.0,))
-    got = list(iterate_batches(data, 4, norm, torch.Generator().manual_seed(0), torch.device("cpu"), rank=1, world_size=2))
+    got = list(
+        iterate_batches(data, 4, norm, torch.Generator().manual_seed(0), torch.device("cpu"), rank=1, world_size=2)
+    )
     assert [b.index.numel() for b in got] == [2, 2]  # the last global batch has 3 rows: one rank would get 1
 
 
@@ -83,7 +85,9 @@ def test_only_rank_zero_writes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def test_an_explicit_gpu_index_is_refused_under_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(distributed, "_INFO", distributed.ProcessGroupInfo(rank=1, world_size=2, local_rank=1, backend="gloo"))
+    monkeypatch.setattr(
+        distributed, "_INFO", distributed.ProcessGroupInfo(rank=1, world_size=2, local_rank=1, backend="gloo")
+    )
     with pytest.raises(ConfigError, match="each process trains on its own GPU"):
         distributed.resolve_rank_device("cuda:1")
     assert distributed.resolve_rank_device("cpu") == torch.device("cpu")
@@ -123,7 +127,10 @@ def _config(tmp_path: Path, out: str, student_epochs: int) -> dict:
         {"name": "Student-A", "model": "c-mp-fc-s", "model_options": {"conv_channels": 8, "fc_units": 32}},
         {"name": "KD online", "model": "fc-s", "model_options": small, "method": "kd", "teacher": "online"},
         {
-            "name": "Imitation", "model": "fc-s", "model_options": small, "method": "imitation",
+            "name": "Imitation",
+            "model": "fc-s",
+            "model_options": small,
+            "method": "imitation",
             "method_options": {"der_weight": 1.0, "adv_weight": 0.1},
         },
     ]
@@ -136,7 +143,17 @@ def _torchrun_cli(*args: str, expect_ok: bool = True) -> subprocess.CompletedPro
     """``torchrun --standalone --nproc-per-node 2 -m deepmimic ARGS`` (gloo on the CPU)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2", "-m", "deepmimic", *args]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "deepmimic",
+        *args,
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert (done.returncode == 0) == expect_ok, done.stderr[-3000:]
     return done
@@ -191,13 +208,26 @@ def test_torchrun_label_shards_the_rows_and_merges_one_file(tmp_path: Path) -> N
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 4)).eval()
     onnx_path = tmp_path / "teacher.onnx"
-    torch.onnx.export(model, (torch.zeros(2, 1, 8, 8),), str(onnx_path), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False)
+    torch.onnx.export(
+        model, (torch.zeros(2, 1, 8, 8),), str(onnx_path), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False
+    )
     images = load_dataset("npz", data).train.images  # (240, 1, 8, 8)
     with torch.no_grad():
         expected = torch.softmax(model(images.float() / 255), dim=1).numpy()
 
     out = tmp_path / "probs.npy"
-    label = ["label", "--teacher", str(onnx_path), "--data", f"npz:{data}", "--out", str(out), "--batch-size", "16", "--no-progress"]
+    label = [
+        "label",
+        "--teacher",
+        str(onnx_path),
+        "--data",
+        f"npz:{data}",
+        "--out",
+        str(out),
+        "--batch-size",
+        "16",
+        "--no-progress",
+    ]
     # A budget of 100 is the whole job's: 50 per process, so the job stops at 100 of 240.
     stopped = _torchrun_cli(*label, "--budget", "100", expect_ok=False)
     assert "query budget of 100 samples reached: 100 of 240 images labelled" in stopped.stderr
@@ -234,13 +264,22 @@ def test_torchrun_batchnorm_mentor_agrees_across_ranks_and_reuses_its_cache(tmp_
     second = _torchrun(path)
     assert "read from cache" in second.stdout
 
+
 def test_torchrun_runs_the_feed_pipeline_and_mimic(tmp_path: Path) -> None:
     feed = {
-        "pipeline": "feed", "output_dir": str(tmp_path / "feed"),
+        "pipeline": "feed",
+        "output_dir": str(tmp_path / "feed"),
         "data": {"name": "npz", "root": str(write_blobs_npz(tmp_path / "blobs.npz"))},
-        "model": "c-bn-mp-c-s", "model_options": {"conv_channels": 6},
+        "model": "c-bn-mp-c-s",
+        "model_options": {"conv_channels": 6},
         "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "device": "cpu"},
-        "scratch_seeds": [0, 1], "sfeed": {"stacks": 3, "beta": 10.0, "paraphraser_epochs": 1}, "pfeed": {"beta": 10.0},
+        "scratch_seeds": [0, 1],
+        "ensemble_students": [{"name": "pFEED (k={k})", "method": "pfeed", "method_options": {"beta": 10.0}}],
+        "sequential": {
+            "stacks": 3,
+            "method": "factor_transfer",
+            "method_options": {"beta": 10.0, "paraphraser_epochs": 1},
+        },
     }
     path = tmp_path / "feed.yaml"
     path.write_text(yaml.safe_dump(feed))
@@ -254,8 +293,22 @@ def test_torchrun_runs_the_feed_pipeline_and_mimic(tmp_path: Path) -> None:
     run_pipeline(parse_config(_config(tmp_path, "teacher", student_epochs=1)), progress=False)
     data = tmp_path / "blobs.npz"
     done = _torchrun_cli(
-        "mimic", "--teacher", str(tmp_path / "teacher" / "mentor"), "--data", f"npz:{data}", "--student", "fc-s",
-        "--student-option", "fc_units=16", "--epochs", "2", "--batch-size", "16", "--out", str(tmp_path / "mimic"), "--no-progress",
+        "mimic",
+        "--teacher",
+        str(tmp_path / "teacher" / "mentor"),
+        "--data",
+        f"npz:{data}",
+        "--student",
+        "fc-s",
+        "--student-option",
+        "fc_units=16",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--out",
+        str(tmp_path / "mimic"),
+        "--no-progress",
     )
     assert "queries sent to the teacher: 320 (240 unlabelled images labelled, 80 test images)" in done.stdout
     results = json.loads((tmp_path / "mimic" / "results.json").read_text())
@@ -263,7 +316,9 @@ def test_torchrun_runs_the_feed_pipeline_and_mimic(tmp_path: Path) -> None:
     assert len((tmp_path / "mimic" / "students" / "student" / "metrics.jsonl").read_text().splitlines()) == 2
 
 
-def test_commands_that_cannot_run_distributed_say_so(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_commands_that_cannot_run_distributed_say_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     from deepmimic.cli import main
 
     monkeypatch.setenv("WORLD_SIZE", "2")
@@ -294,7 +349,8 @@ with distributed.process_group("cpu"):
     images = torch.randint(0, 256, (64, 1, 8, 8), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     teachers = EnsembleTeacher([ModuleTeacher(Net(s, 5), 4, feature_layers=["features"]) for s in (1, 2)])
     method = ParallelFeed(Net(0), teachers, beta=1.0, ce_weight=0.0)  # the head gets no gradient
-    result = fit(method, TrainingSet(images, {}), Normalizer.fit(images), TrainSettings(epochs=2, batch_size=16, device="cpu"), progress=False)
+    settings = TrainSettings(epochs=2, batch_size=16, device="cpu")
+    result = fit(method, TrainingSet(images, {}), Normalizer.fit(images), settings, progress=False)
     if distributed.is_main():
         print("FT", [round(r["train_ft"], 6) for r in result.history])
 """
@@ -321,6 +377,8 @@ def test_torchrun_label_with_a_predictions_file_is_not_sharded(tmp_path: Path) -
     given /= given.sum(axis=1, keepdims=True)
     np.save(tmp_path / "given.npy", given)
     out = tmp_path / "probs.npy"
-    done = _torchrun_cli("label", "--teacher", str(tmp_path / "given.npy"), "--data", f"npz:{data}", "--out", str(out), "--no-progress")
+    done = _torchrun_cli(
+        "label", "--teacher", str(tmp_path / "given.npy"), "--data", f"npz:{data}", "--out", str(out), "--no-progress"
+    )
     assert done.stdout.count("240/240 images") == 1
     np.testing.assert_array_equal(np.load(out), given)

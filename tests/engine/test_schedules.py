@@ -31,7 +31,9 @@ def test_multistep_drops_at_fractions_of_the_run() -> None:
     # FEED's recipe: 160 epochs with drops at 80 and 120 are milestones [0.5, 0.75].
     rates = _rates(TrainSettings(epochs=160, lr=0.1, schedule="multistep", milestones=[0.5, 0.75], gamma=0.1))
     assert rates[79] == pytest.approx(0.1) and rates[80] == pytest.approx(0.01)
-    assert rates[119] == pytest.approx(0.01) and rates[120] == pytest.approx(0.001) and rates[-1] == pytest.approx(0.001)
+    assert (
+        rates[119] == pytest.approx(0.01) and rates[120] == pytest.approx(0.001) and rates[-1] == pytest.approx(0.001)
+    )
     assert TrainSettings(epochs=8, schedule="multistep", milestones=[0.5, 0.75]).milestone_epochs() == [4, 6]
 
 
@@ -45,7 +47,10 @@ def test_warmup_ramps_linearly_then_hands_over() -> None:
 
 @pytest.mark.parametrize("milestones", [[0.0], [1.0], [0.75, 0.5], [0.5, 0.5], [-0.1]])
 def test_milestones_must_be_increasing_fractions(milestones: list[float]) -> None:
-    raw = {"mentor": {"name": "M", "model": "mnist-mentor", "method": "supervised"},
-           "students": [{"name": "S", "model": "mnist-student-a"}], "train": {"schedule": "multistep", "milestones": milestones}}
+    raw = {
+        "mentor": {"name": "M", "model": "mnist-mentor", "method": "supervised"},
+        "students": [{"name": "S", "model": "mnist-student-a"}],
+        "train": {"schedule": "multistep", "milestones": milestones},
+    }
     with pytest.raises(ConfigError, match="milestones must be increasing fractions"):
         parse_config(raw)

@@ -32,11 +32,18 @@ def test_auto_means_on_for_cuda_and_off_for_cpu(monkeypatch: pytest.MonkeyPatch)
     assert SpeedPlan.resolve(auto, torch.device("cpu"), tiny_cnn()).memory_format is torch.channels_last
     mlp = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
     assert SpeedPlan.resolve(auto, torch.device("cpu"), mlp).memory_format is torch.contiguous_format
-    assert SpeedPlan.resolve(TrainSettings(channels_last=False), torch.device("cpu"), tiny_cnn()).memory_format is torch.contiguous_format
-    forced = SpeedPlan.resolve(TrainSettings(precision="bf16", channels_last=True, data_on_device=True), torch.device("cpu"))
+    assert (
+        SpeedPlan.resolve(TrainSettings(channels_last=False), torch.device("cpu"), tiny_cnn()).memory_format
+        is torch.contiguous_format
+    )
+    forced = SpeedPlan.resolve(
+        TrainSettings(precision="bf16", channels_last=True, data_on_device=True), torch.device("cpu")
+    )
     assert forced.autocast_dtype is torch.bfloat16 and forced.memory_format is torch.channels_last
     assert not forced.data_on_device  # the CPU's memory is already where the data are
-    off = SpeedPlan.resolve(TrainSettings(precision="fp32", channels_last=False, data_on_device=False), torch.device("cuda", 0))
+    off = SpeedPlan.resolve(
+        TrainSettings(precision="fp32", channels_last=False, data_on_device=False), torch.device("cuda", 0)
+    )
     assert off.autocast_dtype is None and off.memory_format is torch.contiguous_format and not off.data_on_device
     # A GPU that only emulates bf16 (pre-Ampere) keeps float32 under "auto".
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
@@ -47,14 +54,23 @@ def tiny_cnn() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 16, 4))
 
 
-@pytest.mark.parametrize("switches", [{"precision": "bf16"}, {"channels_last": True}, {"precision": "bf16", "channels_last": True}])
+@pytest.mark.parametrize(
+    "switches", [{"precision": "bf16"}, {"channels_last": True}, {"precision": "bf16", "channels_last": True}]
+)
 def test_training_with_switches_learns(switches: dict, tmp_path: Path) -> None:
     torch.manual_seed(0)
     ds, test = make_blobs_dataset(n_per_class=30), make_blobs_dataset(n_per_class=10, seed=1)
     model = tiny_cnn()
     settings = TrainSettings(batch_size=16, lr=0.1, epochs=4, device="cpu", **switches)
-    result = fit(Supervised(model), TrainingSet(ds.images, {"labels": ds.labels}), Normalizer.fit(ds.images), settings,
-                 test=test, run_dir=tmp_path, progress=False)
+    result = fit(
+        Supervised(model),
+        TrainingSet(ds.images, {"labels": ds.labels}),
+        Normalizer.fit(ds.images),
+        settings,
+        test=test,
+        run_dir=tmp_path,
+        progress=False,
+    )
     assert result.final["test_accuracy"] >= 0.9
     assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast never changes the weights' dtype
     fresh = tiny_cnn()
@@ -70,8 +86,14 @@ def test_compile_trains_and_keeps_parameter_names(tmp_path: Path) -> None:
     model = nn.Sequential(nn.Flatten(), nn.Linear(64, 4))
     names = list(model.state_dict())
     settings = TrainSettings(batch_size=16, lr=0.1, epochs=2, device="cpu", compile=True)
-    result = fit(Supervised(model), TrainingSet(ds.images, {"labels": ds.labels}), Normalizer.fit(ds.images), settings,
-                 run_dir=tmp_path, progress=False)
+    result = fit(
+        Supervised(model),
+        TrainingSet(ds.images, {"labels": ds.labels}),
+        Normalizer.fit(ds.images),
+        settings,
+        run_dir=tmp_path,
+        progress=False,
+    )
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert list(model.state_dict()) == names  # nn.Module.compile keeps names: checkpoints stay portable
 
@@ -93,7 +115,9 @@ def test_derivative_loss_is_computed_in_float32_under_autocast() -> None:
 
     x = torch.randn(4, 1, 4, 4)
     batch = Batch(x=x, targets={}, index=torch.arange(4))
-    method = Imitation(net(0), ModuleTeacher(net(1), 5), rec_weight=1.0, der_weight=1.0, adv_weight=0.0, exact_jacobian=True)
+    method = Imitation(
+        net(0), ModuleTeacher(net(1), 5), rec_weight=1.0, der_weight=1.0, adv_weight=0.0, exact_jacobian=True
+    )
     plain = method.losses(batch)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = method.losses(batch)
@@ -110,4 +134,10 @@ def test_compile_is_refused_for_a_derivative_loss() -> None:
     teacher = ModuleTeacher(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), 4)
     method = Imitation(nn.Sequential(nn.Flatten(), nn.Linear(64, 4)), teacher, der_weight=1.0)
     with pytest.raises(ConfigError, match="cannot be compiled"):
-        fit(method, TrainingSet(ds.images, {}), Normalizer.fit(ds.images), TrainSettings(epochs=1, compile=True, device="cpu"), progress=False)
+        fit(
+            method,
+            TrainingSet(ds.images, {}),
+            Normalizer.fit(ds.images),
+            TrainSettings(epochs=1, compile=True, device="cpu"),
+            progress=False,
+        )

@@ -20,7 +20,12 @@ from synthetic import make_blobs_dataset
 
 def tiny_cnn(num_classes: int = 4) -> nn.Module:
     return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.1), nn.Flatten(), nn.Linear(4 * 16, num_classes)
+        nn.Conv2d(1, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Dropout(0.1),
+        nn.Flatten(),
+        nn.Linear(4 * 16, num_classes),
     )
 
 
@@ -71,14 +76,28 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path: Path) -> 
     assert len((tmp_path / "killed" / METRICS_NAME).read_text().splitlines()) == 2
 
     method_c, _, _ = supervised_setup(seed=99)
-    resumed = fit(method_c, data, norm, TrainSettings(**SETTINGS), test=test, run_dir=tmp_path / "killed", resume=True, progress=False)
+    resumed = fit(
+        method_c,
+        data,
+        norm,
+        TrainSettings(**SETTINGS),
+        test=test,
+        run_dir=tmp_path / "killed",
+        resume=True,
+        progress=False,
+    )
     ref = json.loads((tmp_path / "ref" / METRICS_NAME).read_text().splitlines()[-1])
     assert resumed.final["test_accuracy"] == ref["test_accuracy"]
     assert resumed.final["test_loss"] == pytest.approx(ref["test_loss"], abs=1e-6)
     assert resumed.final["train_loss"] == pytest.approx(ref["train_loss"], abs=1e-6)
     for (name, a), (_, b) in zip(method_a.state_dict().items(), method_c.state_dict().items()):
         assert torch.allclose(a, b, atol=1e-6), name
-    assert [json.loads(l)["epoch"] for l in (tmp_path / "killed" / METRICS_NAME).read_text().splitlines()] == [1, 2, 3, 4]
+    assert [json.loads(line)["epoch"] for line in (tmp_path / "killed" / METRICS_NAME).read_text().splitlines()] == [
+        1,
+        2,
+        3,
+        4,
+    ]
 
 
 def test_resume_of_finished_run_trains_nothing(tmp_path: Path) -> None:
@@ -122,14 +141,18 @@ def test_same_seed_same_result_on_cpu() -> None:
     results = []
     for _ in range(2):
         method, data, norm = supervised_setup()
-        results.append(fit(method, data, norm, TrainSettings(**{**SETTINGS, "epochs": 2}), progress=False).final["train_loss"])
+        results.append(
+            fit(method, data, norm, TrainSettings(**{**SETTINGS, "epochs": 2}), progress=False).final["train_loss"]
+        )
     assert results[0] == results[1]
 
 
 @pytest.mark.parametrize("optimizer,schedule", [("adam", "step"), ("sgd", "constant"), ("sgd", "cosine")])
 def test_optimizers_and_schedules_run(optimizer: str, schedule: str) -> None:
     method, data, norm = supervised_setup()
-    settings = TrainSettings(**{**SETTINGS, "optimizer": optimizer, "schedule": schedule, "step_size": 1, "lr": 0.01, "epochs": 2})
+    settings = TrainSettings(
+        **{**SETTINGS, "optimizer": optimizer, "schedule": schedule, "step_size": 1, "lr": 0.01, "epochs": 2}
+    )
     result = fit(method, data, norm, settings, progress=False)
     if schedule == "step":
         assert result.history[1]["lr"] == pytest.approx(0.001)
@@ -141,9 +164,13 @@ def test_resume_into_another_architecture_is_a_one_line_error(tmp_path: Path) ->
     """Issue 12, item 8: load_state_dict's multi-line message becomes one line."""
     method, data, norm = supervised_setup()
     fit(method, data, norm, TrainSettings(**{**SETTINGS, "epochs": 1}), run_dir=tmp_path, progress=False)
-    wider = Supervised(nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(6 * 16, 4)))
+    wider = Supervised(
+        nn.Sequential(nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(6 * 16, 4))
+    )
     with pytest.raises(TrainingError, match="checkpoint does not fit this model") as err:
-        fit(wider, data, norm, TrainSettings(**{**SETTINGS, "epochs": 1}), run_dir=tmp_path, resume=True, progress=False)
+        fit(
+            wider, data, norm, TrainSettings(**{**SETTINGS, "epochs": 1}), run_dir=tmp_path, resume=True, progress=False
+        )
     assert "\n" not in str(err.value)
 
 
@@ -152,7 +179,9 @@ def test_resume_with_more_epochs_continues_at_the_longer_schedules_rates(tmp_pat
     with the rates of a 4-epoch run, and ends where a 4-epoch run resumed after epoch 2 ends."""
     method, data, norm = supervised_setup()
     fit(method, data, norm, TrainSettings(**{**SETTINGS, "epochs": 2}), run_dir=tmp_path / "short", progress=False)
-    extended = fit(method, data, norm, TrainSettings(**SETTINGS), run_dir=tmp_path / "short", resume=True, progress=False)
+    extended = fit(
+        method, data, norm, TrainSettings(**SETTINGS), run_dir=tmp_path / "short", resume=True, progress=False
+    )
     lrs = [r["lr"] for r in extended.history]
     long_method, _, _ = supervised_setup()
     planned = [r["lr"] for r in fit(long_method, data, norm, TrainSettings(**SETTINGS), progress=False).history]

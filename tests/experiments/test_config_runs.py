@@ -10,8 +10,7 @@ import yaml
 
 from deepmimic.config import parse_config
 from deepmimic.errors import ConfigError
-from deepmimic.experiments import SweepOptions, run_experiment
-from deepmimic.experiments import config_runs
+from deepmimic.experiments import SweepOptions, config_runs, run_experiment
 from pipeline_configs import write_blobs_npz
 
 TINY_IMITATION = {
@@ -19,20 +18,45 @@ TINY_IMITATION = {
     "data": {"name": "npz", "root": "../shared/data/blobs.npz", "train_subset": 200},
     "split": {"labeled_fraction": 0.3, "seed": 0},
     "train": {"batch_size": 32, "lr": 0.01, "optimizer": "adam", "seed": 0},
-    "mentor": {"name": "Teacher", "model": "c-bn-mp-c-s", "model_options": {"conv_channels": 6}, "method": "supervised", "train": {"epochs": 9}},
+    "mentor": {
+        "name": "Teacher",
+        "model": "c-bn-mp-c-s",
+        "model_options": {"conv_channels": 6},
+        "method": "supervised",
+        "train": {"epochs": 9},
+    },
     "students": [
-        {"name": "Rec", "model": "c-bn-mp-c-s", "model_options": {"conv_channels": 4}, "method": "imitation", "train": {"epochs": 9}},
-        {"name": "KD", "model": "c-bn-mp-c-s", "model_options": {"conv_channels": 4}, "method": "kd", "train": {"epochs": 9}},
+        {
+            "name": "Rec",
+            "model": "c-bn-mp-c-s",
+            "model_options": {"conv_channels": 4},
+            "method": "imitation",
+            "train": {"epochs": 9},
+        },
+        {
+            "name": "KD",
+            "model": "c-bn-mp-c-s",
+            "model_options": {"conv_channels": 4},
+            "method": "kd",
+            "train": {"epochs": 9},
+        },
     ],
     "paper": {"source": "Imitation game, Table 1", "accuracy": {"Rec": 84.3}},
 }
 TINY_FEED = {
-    "pipeline": "feed", "name": "feed-tiny",
+    "pipeline": "feed",
+    "name": "feed-tiny",
     "data": {"name": "npz", "root": "../shared/data/blobs.npz"},
-    "model": "c-bn-mp-c-s", "model_options": {"conv_channels": 6},
+    "model": "c-bn-mp-c-s",
+    "model_options": {"conv_channels": 6},
     "train": {"epochs": 9, "batch_size": 32, "lr": 0.05},
-    "scratch_seeds": [0, 1], "student_seed": 100,
-    "sfeed": {"stacks": 2, "beta": 10.0, "paraphraser_epochs": 1}, "pfeed": {"beta": 10.0},
+    "scratch_seeds": [0, 1],
+    "student_seed": 100,
+    "ensemble_students": [
+        {"name": "KD from ensemble", "method": "kd", "method_options": {"temperature": 4.0, "alpha": 1.0}},
+        {"name": "pFEED (k={k})", "method": "pfeed", "method_options": {"beta": 10.0}},
+    ],
+    "sequential": {"stacks": 2, "method": "factor_transfer", "method_options": {"beta": 10.0, "paraphraser_epochs": 1}},
 }
 
 
@@ -49,14 +73,22 @@ def shipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def test_imitation_table_runs_each_seed_with_the_command_line_applied(shipped: Path) -> None:
-    opts = SweepOptions(data_dir=str(shipped / "data"), out=str(shipped / "out"), epochs=2, seeds=2, command="deepmimic reproduce imitation-table")
+    opts = SweepOptions(
+        data_dir=str(shipped / "data"),
+        out=str(shipped / "out"),
+        epochs=2,
+        seeds=2,
+        command="deepmimic reproduce imitation-table",
+    )
     summary = run_experiment("imitation-table", opts)
     out = shipped / "out" / "imitation-table"
     row = summary["rows"][0]
     assert list(row["accuracy"]) == ["Teacher", "Rec", "KD"] and row["paper"] == {"Rec": 84.3}
     config = yaml.safe_load((out / "seed-1" / "config.yaml").read_text())
     assert config["data"]["root"] == str(shipped / "data" / "blobs.npz")  # ../shared/data replaced by --data-dir
-    assert config["mentor"]["train"]["epochs"] == 2 and config["students"][0]["train"]["epochs"] == 2  # same epochs, as the paper
+    assert (
+        config["mentor"]["train"]["epochs"] == 2 and config["students"][0]["train"]["epochs"] == 2
+    )  # same epochs, as the paper
     assert config["split"]["seed"] == 1 and config["mentor"]["train"]["seed"] == 1
     assert (out / "seed-0" / "report.html").exists() and (out / "report.html").exists()
     report = (out / "report.md").read_text()

@@ -11,8 +11,7 @@ import pytest
 from deepmimic.cli import main
 from deepmimic.config import parse_config
 from deepmimic.errors import ConfigError
-from deepmimic.experiments import SweepOptions, run_experiment
-from deepmimic.experiments import sweeps
+from deepmimic.experiments import SweepOptions, run_experiment, sweeps
 from pipeline_configs import write_blobs_npz
 from synthetic import make_blobs_dataset
 
@@ -22,17 +21,34 @@ TINY = {"conv_channels": 4, "fc_units": 8}
 def options(tmp_path: Path, **extra: object) -> SweepOptions:
     pool = make_blobs_dataset(n_per_class=60, num_classes=2, seed=7)
     np.savez(tmp_path / "pool.npz", images=pool.images.numpy(), labels=pool.labels.numpy())
-    return SweepOptions(out=str(tmp_path / "out"), epochs=2, seeds=2, dataset="mnist", data_name="npz",
-                        data_root=str(write_blobs_npz(tmp_path / "blobs.npz")), pool=str(tmp_path / "pool.npz"),
-                        model_options=TINY, command="deepmimic reproduce (test)", **extra)
+    return SweepOptions(
+        out=str(tmp_path / "out"),
+        epochs=2,
+        seeds=2,
+        dataset="mnist",
+        data_name="npz",
+        data_root=str(write_blobs_npz(tmp_path / "blobs.npz")),
+        pool=str(tmp_path / "pool.npz"),
+        model_options=TINY,
+        command="deepmimic reproduce (test)",
+        **extra,
+    )
 
 
 @pytest.mark.parametrize(
     "experiment,points",
-    [("ladder-mnist", 1), ("ladder-cifar10", 1), ("ladder-tinyimagenet", 1), ("split-ratio", 2), ("unbalanced-removal", 2),
-     ("out-of-domain", 2)],
+    [
+        ("ladder-mnist", 1),
+        ("ladder-cifar10", 1),
+        ("ladder-tinyimagenet", 1),
+        ("split-ratio", 2),
+        ("unbalanced-removal", 2),
+        ("out-of-domain", 2),
+    ],
 )
-def test_experiment_runs_and_summarises_over_seeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment: str, points: int) -> None:
+def test_experiment_runs_and_summarises_over_seeds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, experiment: str, points: int
+) -> None:
     monkeypatch.setattr(sweeps, "RATIOS", (0.2, 0.5))
     monkeypatch.setattr(sweeps, "REMOVAL_BOUNDS", (0.1, 0.8))
     monkeypatch.setattr(sweeps, "OOD_FRACTIONS", (0.1, 0.6))
@@ -62,7 +78,9 @@ def test_experiment_runs_and_summarises_over_seeds(tmp_path: Path, monkeypatch: 
         first, second = (json.loads((out / r["runs"][1] / "results.json").read_text()) for r in summary["rows"])
         assert first["mentor"]["accuracy"] == second["mentor"]["accuracy"]
         assert second["mentor"]["train_time_s"] < first["mentor"]["train_time_s"]
-        assert [r["Mentor"] for r in (row["accuracy"] for row in summary["rows"])][0] == summary["rows"][1]["accuracy"]["Mentor"]
+        assert [r["Mentor"] for r in (row["accuracy"] for row in summary["rows"])][0] == summary["rows"][1]["accuracy"][
+            "Mentor"
+        ]
     if experiment == "ladder-mnist":  # section 4.2: the same students on true one-hot labels
         names = list(summary["rows"][0]["accuracy"])
         assert names == ["Mentor", "Student-A", "Student-B", "Student-A one-hot", "Student-B one-hot"]
@@ -72,7 +90,9 @@ def test_experiment_runs_and_summarises_over_seeds(tmp_path: Path, monkeypatch: 
         assert "one-hot" in (out / summary["rows"][0]["runs"][0] / "report.md").read_text()
 
 
-def test_sweep_report_rebuilds_identically_and_resume_reuses_points(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_report_rebuilds_identically_and_resume_reuses_points(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(sweeps, "REMOVAL_BOUNDS", (0.1, 0.8))
     opts = options(tmp_path)
     summary = run_experiment("unbalanced-removal", SweepOptions(**{**opts.__dict__, "seeds": 1}))
@@ -101,7 +121,17 @@ def test_unknown_experiment_and_bad_seeds(tmp_path: Path) -> None:
 
 
 def test_reproduce_cli_rejects_missing_data(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["reproduce", "ladder-mnist", "--data-dir", str(tmp_path / "none"), "--out", str(tmp_path / "o"), "--no-progress"])
+    code = main(
+        [
+            "reproduce",
+            "ladder-mnist",
+            "--data-dir",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path / "o"),
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert "no such directory" in capsys.readouterr().err
 
@@ -111,7 +141,10 @@ def test_inference_time_times_every_ladder_model(tmp_path: Path) -> None:
 
     opts = options(tmp_path)
     summary = run_experiment("inference-time", opts)
-    assert [r["model"] for r in summary["rows"]] == ["Mentor", "Student-B"]  # MNIST ladder: A shares the mentor's architecture
+    assert [r["model"] for r in summary["rows"]] == [
+        "Mentor",
+        "Student-B",
+    ]  # MNIST ladder: A shares the mentor's architecture
     assert all(r["cpu"]["mean_s"] > 0 and r["cpu"]["std_s"] >= 0 for r in summary["rows"])
     table = (tmp_path / "out" / "inference-time" / "summary.md").read_text()
     assert "CPU s (mean ± std)" in table and "1.00x" in table
@@ -120,7 +153,9 @@ def test_inference_time_times_every_ladder_model(tmp_path: Path) -> None:
     assert "Wall time" in (tmp_path / "out" / "inference-time" / "report.md").read_text()
 
 
-def test_resume_refuses_a_finished_point_run_with_other_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resume_refuses_a_finished_point_run_with_other_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 12, item 1 for sweeps: a finished point is reused only with the same settings."""
     monkeypatch.setattr(sweeps, "RATIOS", (0.2,))
     opts = SweepOptions(**{**options(tmp_path).__dict__, "seeds": 1, "epochs": 1})
@@ -141,8 +176,15 @@ def test_ladder_configs_follow_the_paper_recipe_by_default(tmp_path: Path) -> No
     assert config.split.labeled_fraction == 0.2 and config.data.test_subset is None and config.data.train_subset is None
     from deepmimic.models.presets import PRESETS  # noqa: PLC0415
 
-    assert "-d-" in PRESETS[config.mentor.model].notation and all("-d-" not in PRESETS[s.model].notation for s in config.students)
-    assert parse_config(_base_config(SweepOptions(), "tinyimagenet", "x", 0, tmp_path, "abc", one_hot=False)).mentor.train.epochs == 100
+    assert "-d-" in PRESETS[config.mentor.model].notation and all(
+        "-d-" not in PRESETS[s.model].notation for s in config.students
+    )
+    assert (
+        parse_config(
+            _base_config(SweepOptions(), "tinyimagenet", "x", 0, tmp_path, "abc", one_hot=False)
+        ).mentor.train.epochs
+        == 100
+    )
 
 
 def test_recipe_overrides_from_the_command_line(tmp_path: Path) -> None:
@@ -153,7 +195,9 @@ def test_recipe_overrides_from_the_command_line(tmp_path: Path) -> None:
     assert config.mentor.train.epochs == 6 and [s.train.epochs for s in config.students] == [3, 3]
     assert config.mentor.train.optimizer == "adam" and config.mentor.train.lr == 1e-3
     config = parse_config(_base_config(SweepOptions(lr=0.01), "mnist", "x", 0, tmp_path, "a", one_hot=False))
-    assert config.mentor.train.lr == 0.01 and config.mentor.train.optimizer == "sgd" and config.mentor.train.epochs == 15
+    assert (
+        config.mentor.train.lr == 0.01 and config.mentor.train.optimizer == "sgd" and config.mentor.train.epochs == 15
+    )
 
 
 def test_reproduce_help_shows_the_recipe(capsys: pytest.CaptureFixture[str]) -> None:
@@ -164,13 +208,21 @@ def test_reproduce_help_shows_the_recipe(capsys: pytest.CaptureFixture[str]) -> 
 
 def test_a_sweep_page_states_the_recipe_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sweeps, "RATIOS", (0.2,))
-    summary = run_experiment("split-ratio", SweepOptions(**{**options(tmp_path).__dict__, "seeds": 1, "epochs": 1, "lr": 0.02}))
+    summary = run_experiment(
+        "split-ratio", SweepOptions(**{**options(tmp_path).__dict__, "seeds": 1, "epochs": 1, "lr": 0.02})
+    )
     assert summary["recipe"]["train"]["lr"] == 0.02 and summary["student_epochs"] == 1
     report = (tmp_path / "out" / "split-ratio" / "report.md").read_text()
-    assert "Recipe: mentor `mnist-mentor-dropout`" in report and "lr 0.02" in report and "our choices where it is silent" in report
+    assert (
+        "Recipe: mentor `mnist-mentor-dropout`" in report
+        and "lr 0.02" in report
+        and "our choices where it is silent" in report
+    )
 
 
-def test_out_of_domain_points_the_pool_cannot_cover_are_skipped_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_out_of_domain_points_the_pool_cannot_cover_are_skipped_with_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Issue 13, item 4: a fraction needing more pool images than exist is skipped, and the page says why."""
     monkeypatch.setattr(sweeps, "OOD_FRACTIONS", (0.05, 0.9, 1.0))
     opts = options(tmp_path)
@@ -189,12 +241,18 @@ def test_resume_accepts_the_same_point_named_by_another_path(tmp_path: Path, mon
     monkeypatch.chdir(tmp_path)
     base = {**options(tmp_path).__dict__, "seeds": 1, "epochs": 1}
     run_experiment("split-ratio", SweepOptions(**{**base, "out": "out", "data_root": "blobs.npz"}))
-    again = run_experiment("split-ratio", SweepOptions(**{**base, "out": str(tmp_path / "out"), "data_root": str(tmp_path / "blobs.npz"),
-                                                         "resume": True}))
+    again = run_experiment(
+        "split-ratio",
+        SweepOptions(
+            **{**base, "out": str(tmp_path / "out"), "data_root": str(tmp_path / "blobs.npz"), "resume": True}
+        ),
+    )
     assert again["rows"][0]["point"] == "ratio 20%"
 
 
-def test_reproduce_command_line_reaches_the_sweep_options(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_reproduce_command_line_reaches_the_sweep_options(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     seen: list[SweepOptions] = []
 
     def fake(experiment: str, opts: SweepOptions, progress: bool | None = None) -> dict:
@@ -202,7 +260,18 @@ def test_reproduce_command_line_reaches_the_sweep_options(monkeypatch: pytest.Mo
         raise ConfigError("stop here")
 
     monkeypatch.setattr("deepmimic.experiments.run_experiment", fake)
-    argv = ["reproduce", "ladder-cifar10", "--epochs", "6", "--student-epochs", "3", "--optimizer", "adam", "--lr", "0.002"]
+    argv = [
+        "reproduce",
+        "ladder-cifar10",
+        "--epochs",
+        "6",
+        "--student-epochs",
+        "3",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "0.002",
+    ]
     assert main(argv) == 2 and "stop here" in capsys.readouterr().err
     assert (seen[0].epochs, seen[0].student_epochs, seen[0].optimizer, seen[0].lr) == (6, 3, "adam", 0.002)
     assert main(["reproduce", "ladder-cifar10", "--optimizer", "rmsprop"]) == 2

@@ -63,7 +63,9 @@ def test_onnx_round_trip_matches_pytorch(trained: TrainedModel, tmp_path: Path) 
     assert meta["deepmimic.name"] == "Student-A"
 
 
-def test_exported_onnx_reloads_as_an_onnx_teacher_with_the_same_predictions(trained: TrainedModel, tmp_path: Path) -> None:
+def test_exported_onnx_reloads_as_an_onnx_teacher_with_the_same_predictions(
+    trained: TrainedModel, tmp_path: Path
+) -> None:
     from deepmimic.teachers.onnx_teacher import OnnxTeacher
 
     out = tmp_path / "student.onnx"
@@ -95,7 +97,9 @@ def test_torchscript_round_trip_matches_pytorch(trained: TrainedModel, tmp_path:
 def test_registered_model_with_batchnorm_exports(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = create_model("resnet20", (3, 16, 16), 5, width=4).eval()
-    tm = TrainedModel(model, Normalizer((0.4, 0.5, 0.6), (0.2, 0.25, 0.3)), 5, (3, 16, 16), "r20", "resnet20", {"width": 4})
+    tm = TrainedModel(
+        model, Normalizer((0.4, 0.5, 0.6), (0.2, 0.25, 0.3)), 5, (3, 16, 16), "r20", "resnet20", {"width": 4}
+    )
     assert export_onnx(tm, tmp_path / "r.onnx", batch_size=2).max_abs_diff < 1e-4
     assert export_torchscript(tm, tmp_path / "r.pt", batch_size=1).batch_sizes == (1, 3)
 
@@ -113,7 +117,9 @@ def test_unwritable_target_gives_a_clean_error_and_no_file(trained: TrainedModel
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"]
 
 
-def test_failed_verification_leaves_nothing(trained: TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_verification_leaves_nothing(
+    trained: TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A model whose PyTorch reference disagrees with what was exported: verification must fail.
     class Drifting(TrainedModel):
         def logits(self, images_uint8: torch.Tensor) -> torch.Tensor:

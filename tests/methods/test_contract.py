@@ -24,7 +24,9 @@ CONFIGS = {
 
 def tiny(seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 4))
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(64, 4)
+    )
 
 
 def test_every_registered_method_has_a_contract_config() -> None:
@@ -41,8 +43,13 @@ def test_method_trains_one_epoch(name: str) -> None:
     student_before = [p.clone() for p in student.parameters()]
     method = create_method(name, student, teacher, **CONFIGS[name])
     targets = {"labels": ds.labels} if method.labels_required() else {}
-    result = fit(method, TrainingSet(ds.images, targets), Normalizer.fit(ds.images),
-                 TrainSettings(epochs=1, batch_size=8, lr=0.05, device="cpu"), progress=False)
+    result = fit(
+        method,
+        TrainingSet(ds.images, targets),
+        Normalizer.fit(ds.images),
+        TrainSettings(epochs=1, batch_size=8, lr=0.05, device="cpu"),
+        progress=False,
+    )
     record = result.final
     assert all(torch.isfinite(torch.tensor(v)) for k, v in record.items() if k.startswith("train_"))
     assert any(not torch.equal(a, b) for a, b in zip(student_before, student.parameters()))

@@ -61,7 +61,9 @@ def test_pfeed_with_one_teacher_equals_ft_without_paraphraser() -> None:
     teacher_net = TinyConvNet(1, width=6)
     single = ModuleTeacher(teacher_net, 4, feature_layers=["features"])
     ft = FactorTransfer(TinyConvNet(0), single, paraphraser=False, beta=10.0)
-    pfeed = ParallelFeed(TinyConvNet(0), EnsembleTeacher([ModuleTeacher(teacher_net, 4, feature_layers=["features"])]), beta=10.0)
+    pfeed = ParallelFeed(
+        TinyConvNet(0), EnsembleTeacher([ModuleTeacher(teacher_net, 4, feature_layers=["features"])]), beta=10.0
+    )
     torch.manual_seed(5)
     data, norm = setup_method(ft)
     torch.manual_seed(5)
@@ -74,7 +76,9 @@ def test_pfeed_with_one_teacher_equals_ft_without_paraphraser() -> None:
 
 
 def test_pfeed_sums_one_term_per_teacher_and_gradients_reach_student_and_translators() -> None:
-    teachers = EnsembleTeacher([ModuleTeacher(TinyConvNet(s, width=5), 4, feature_layers=["features"]) for s in (1, 2, 3)])
+    teachers = EnsembleTeacher(
+        [ModuleTeacher(TinyConvNet(s, width=5), 4, feature_layers=["features"]) for s in (1, 2, 3)]
+    )
     student = TinyConvNet(0)
     method = ParallelFeed(student, teachers, beta=1.0, ce_weight=0.0)
     data, norm = setup_method(method)
@@ -88,8 +92,13 @@ def test_pfeed_sums_one_term_per_teacher_and_gradients_reach_student_and_transla
 
 
 def test_ft_pretrains_and_freezes_the_paraphraser_and_excludes_it_from_the_optimiser() -> None:
-    method = FactorTransfer(TinyConvNet(0), ModuleTeacher(TinyConvNet(1, width=8), 4, feature_layers=["features"]),
-                            paraphraser=True, paraphraser_epochs=2, rate=0.5)
+    method = FactorTransfer(
+        TinyConvNet(0),
+        ModuleTeacher(TinyConvNet(1, width=8), 4, feature_layers=["features"]),
+        paraphraser=True,
+        paraphraser_epochs=2,
+        rate=0.5,
+    )
     setup_method(method)
     assert len(method.paraphrasers) == 1
     para_ids = {id(p) for p in method.paraphrasers.parameters()}
@@ -103,12 +112,16 @@ def test_ft_pretrains_and_freezes_the_paraphraser_and_excludes_it_from_the_optim
 
 def test_student_weights_exclude_translators_and_paraphrasers() -> None:
     student = TinyConvNet(0)
-    method = FactorTransfer(student, ModuleTeacher(TinyConvNet(1), 4, feature_layers=["features"]), paraphraser_epochs=1)
+    method = FactorTransfer(
+        student, ModuleTeacher(TinyConvNet(1), 4, feature_layers=["features"]), paraphraser_epochs=1
+    )
     setup_method(method)
     student_keys = set(student.state_dict())
     method_keys = set(method.state_dict())
     assert {f"student.{k}" for k in student_keys} < method_keys
-    assert any(k.startswith("translators.") for k in method_keys) and any(k.startswith("paraphrasers.") for k in method_keys)
+    assert any(k.startswith("translators.") for k in method_keys) and any(
+        k.startswith("paraphrasers.") for k in method_keys
+    )
     assert not any("translator" in k or "paraphraser" in k for k in student_keys)
 
 

@@ -101,7 +101,10 @@ def test_discriminator_and_student_optimizers_touch_only_their_own_parameters() 
 
 def test_teacher_capabilities_are_checked_with_a_clear_message() -> None:
     predictions_only = CachedTeacher(torch.full((4, 5), 0.2))
-    with pytest.raises(TeacherError, match=r"Imitation needs input_grad, logits from its teacher, but it has CachedTeacher \(provides probs\)"):
+    with pytest.raises(
+        TeacherError,
+        match=r"Imitation needs input_grad, logits from its teacher, but it has CachedTeacher \(provides probs\)",
+    ):
         Imitation(small_net(0), predictions_only, der_weight=1.0)
     # Adversarial on softened probabilities and reconstruction of probabilities need only probs.
     Imitation(small_net(0), predictions_only, rec_weight=1.0, output="probs", adv_weight=1.0)

@@ -10,8 +10,8 @@ from torch import nn
 
 from deepmimic.data.batches import Batch
 from deepmimic.errors import ConfigError, TeacherError
-from deepmimic.teachers import CachedTeacher
 from deepmimic.methods import SoftLabel, Supervised, create_method, soft_cross_entropy
+from deepmimic.teachers import CachedTeacher
 
 
 def test_soft_cross_entropy_matches_hand_computation() -> None:

@@ -46,7 +46,9 @@ def test_forward_gives_logits_and_names_its_stages(build, feature_layer: str, fe
     x = torch.randn(2, 3, 32, 32)
     logits = model(x)
     assert logits.shape == (2, 10) and torch.isfinite(logits).all()
-    body = nn.Sequential(*[getattr(model, n) for n in ("stem", "layer1", "layer2", "layer3", "final") if hasattr(model, n)])
+    body = nn.Sequential(
+        *[getattr(model, n) for n in ("stem", "layer1", "layer2", "layer3", "final") if hasattr(model, n)]
+    )
     assert body(x).shape == (2, *feature_shape)
 
 

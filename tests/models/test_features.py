@@ -97,7 +97,12 @@ def test_layer_shapes_and_table() -> None:
     rows = layer_shapes(model, (1, 8, 8))
     assert model.training  # the flag is restored
     assert rows[:2] == [("features", "Sequential", (4, 4, 4), 48), ("features.0", "Conv2d", (4, 8, 8), 40)]
-    assert [r[0] for r in rows] == ["features", *(f"features.{i}" for i in range(4)), "head", *(f"head.{i}" for i in range(3))]
+    assert [r[0] for r in rows] == [
+        "features",
+        *(f"features.{i}" for i in range(4)),
+        "head",
+        *(f"head.{i}" for i in range(3)),
+    ]
     assert rows[-1] == ("head.2", "Linear", (3,), 195)
     table = format_layer_table(rows)
     lines = table.splitlines()

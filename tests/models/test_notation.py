@@ -128,8 +128,17 @@ def test_layers_follow_the_notation_literally() -> None:
     model = build_from_notation("c-bn-d-mp-fc-bn-d-s", (1, 8, 8), 4, conv_channels=2, fc_units=6, dropout=0.5)
     types = [type(m).__name__ for m in model.features] + [type(m).__name__ for m in model.classifier]
     assert types == [
-        "Conv2d", "ReLU", "BatchNorm2d", "Dropout", "MaxPool2d",
-        "Flatten", "Linear", "ReLU", "BatchNorm1d", "Dropout", "Linear",
+        "Conv2d",
+        "ReLU",
+        "BatchNorm2d",
+        "Dropout",
+        "MaxPool2d",
+        "Flatten",
+        "Linear",
+        "ReLU",
+        "BatchNorm1d",
+        "Dropout",
+        "Linear",
     ]
     assert all(m.p == 0.5 for m in modules_of(model, nn.Dropout))
     assert model.classifier[3].num_features == 6  # BatchNorm1d over the fc's 6 units

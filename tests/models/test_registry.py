@@ -75,7 +75,11 @@ def test_preset_widths() -> None:
 def test_students_are_cheaper_than_the_mentor(rows: dict[str, dict[str, Any]], dataset: str) -> None:
     mentor = rows[f"{dataset}-mentor"]
     student_a = rows[f"{dataset}-student-a"]
-    assert (student_a["notation"], student_a["params"], student_a["macs"]) == (mentor["notation"], mentor["params"], mentor["macs"])
+    assert (student_a["notation"], student_a["params"], student_a["macs"]) == (
+        mentor["notation"],
+        mentor["params"],
+        mentor["macs"],
+    )
     students = [r for n, r in rows.items() if n.startswith(f"{dataset}-student") and not n.endswith("-a")]
     assert students
     for student in students:

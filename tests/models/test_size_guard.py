@@ -13,7 +13,9 @@ from deepmimic.models.size_guard import check_model_fits
 
 
 def test_parameters_beyond_memory_are_refused_with_the_numbers() -> None:
-    with pytest.raises(ModelSpecError, match=r"notation 'c:99999999-s': 784,999,992,160 parameters need about .* GiB to train"):
+    with pytest.raises(
+        ModelSpecError, match=r"notation 'c:99999999-s': 784,999,992,160 parameters need about .* GiB to train"
+    ):
         create_model("c:99999999-s", (1, 28, 28), 10)
 
 
@@ -21,7 +23,9 @@ def test_activations_beyond_a_quarter_of_memory_are_refused() -> None:
     build = lambda: build_from_notation("c:8-c:8-s", (1, 64, 64), 2)  # noqa: E731 - small weights, large maps
     check_model_fits("small", build, (1, 64, 64), memory=10**9)  # fits a GB
     with pytest.raises(ModelSpecError, match=r"one 1x64x64 image needs about .* of activations, more than a quarter"):
-        check_model_fits("small", build, (1, 64, 64), memory=4 * 2**20 + 10**6)  # weights fit 4 MB, one image's maps do not
+        check_model_fits(
+            "small", build, (1, 64, 64), memory=4 * 2**20 + 10**6
+        )  # weights fit 4 MB, one image's maps do not
 
 
 def test_a_builder_that_cannot_run_on_meta_is_left_to_the_real_build() -> None:

@@ -10,8 +10,8 @@ import pytest
 
 from deepmimic.config import parse_config
 from deepmimic.pipelines.deepmimic import run_pipeline
-from synthetic import make_blobs_dataset
 from pipeline_configs import tiny_config
+from synthetic import make_blobs_dataset
 
 
 def test_pipeline_end_to_end_writes_results_and_students_mimic_mentor(tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_unbalanced_variants_change_the_student_set(tmp_path: Path, variant: str
 
 
 def test_examples_and_class_names_are_saved_for_the_report(tmp_path: Path) -> None:
-    from deepmimic.report import build_report
+    from deepmimic.report.build import build_report
     from deepmimic.report.examples import load_examples
 
     results = run_pipeline(parse_config(tiny_config(tmp_path)), progress=False)
@@ -81,9 +81,13 @@ def test_examples_and_class_names_are_saved_for_the_report(tmp_path: Path) -> No
     assert examples is not None and [s.name for s in examples.students] == ["Student-A", "Student-B"]
     for student in examples.students:
         both = student.both_right
-        assert (examples.labels[both] == examples.mentor_pred[both]).all() and (student.pred[both] == examples.labels[both]).all()
+        assert (examples.labels[both] == examples.mentor_pred[both]).all() and (
+            student.pred[both] == examples.labels[both]
+        ).all()
         only = student.mentor_only
-        assert (examples.mentor_pred[only] == examples.labels[only]).all() and (student.pred[only] != examples.labels[only]).all()
+        assert (examples.mentor_pred[only] == examples.labels[only]).all() and (
+            student.pred[only] != examples.labels[only]
+        ).all()
     written = build_report(out)
     assert written["examples.png"].read_bytes()[:4] == b"\x89PNG"
     assert "Where the student differs from the mentor" in written["report.md"].read_text()

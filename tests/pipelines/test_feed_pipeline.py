@@ -6,11 +6,23 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from deepmimic.config import parse_config
 from deepmimic.errors import ConfigError
+from deepmimic.methods import FactorTransfer, KnowledgeDistillation, Method, ParallelFeed, Supervised
+from deepmimic.pipelines import feed
 from deepmimic.pipelines.feed import run_feed
+from deepmimic.pipelines.feed_config import FeedConfig
+from deepmimic.yaml_safe import load_yaml
 from pipeline_configs import write_blobs_npz
+
+KD = {"name": "KD from ensemble", "method": "kd", "method_options": {"temperature": 4.0, "alpha": 1.0}}
+PFEED = {"name": "pFEED (k={k})", "method": "pfeed", "method_options": {"beta": 10.0}}
+
+
+def sfeed(stacks: int, beta: float = 10.0) -> dict:
+    return {"stacks": stacks, "method": "factor_transfer", "method_options": {"beta": beta, "paraphraser_epochs": 1}}
 
 
 def feed_config(tmp_path: Path) -> dict:
@@ -22,8 +34,8 @@ def feed_config(tmp_path: Path) -> dict:
         "model_options": {"conv_channels": 6},
         "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "device": "cpu"},
         "scratch_seeds": [0, 1],
-        "sfeed": {"stacks": 3, "beta": 10.0, "paraphraser_epochs": 1},
-        "pfeed": {"beta": 10.0},
+        "ensemble_students": [KD, PFEED],
+        "sequential": sfeed(3),
     }
 
 
@@ -31,8 +43,25 @@ def test_feed_harness_trains_every_row(tmp_path: Path) -> None:
     config = parse_config(feed_config(tmp_path))
     results = run_feed(config, progress=False)
     names = [row["name"] for row in results["rows"]]
-    assert names == ["Scratch (seed 0)", "Scratch (seed 1)", "Ensemble of 2", "KD from ensemble", "pFEED (k=2)",
-                     "sFEED stack 2", "sFEED stack 3"]
+    assert names == [
+        "Scratch (seed 0)",
+        "Scratch (seed 1)",
+        "Ensemble of 2",
+        "KD from ensemble",
+        "pFEED (k=2)",
+        "sFEED stack 2",
+        "sFEED stack 3",
+    ]
+    # kind: scratch, the ensemble, the ensemble student's method, sfeed (as in results from before issue 14)
+    assert [row["kind"] for row in results["rows"]] == [
+        "scratch",
+        "scratch",
+        "ensemble",
+        "kd",
+        "pfeed",
+        "sfeed",
+        "sfeed",
+    ]
     assert all(0.0 <= row["error"] <= 1.0 for row in results["rows"])
     saved = json.loads((tmp_path / "feed" / "results.json").read_text())
     assert saved["rows"][0]["accuracy"] == results["rows"][0]["accuracy"]
@@ -44,9 +73,13 @@ def test_feed_harness_trains_every_row(tmp_path: Path) -> None:
 
 def test_feed_config_rejects_unknown_keys(tmp_path: Path) -> None:
     raw = feed_config(tmp_path)
-    raw["sfeed"]["stack"] = 2
-    with pytest.raises(ConfigError, match="unknown key 'sfeed.stack'"):
+    raw["sequential"]["stack"] = 2
+    with pytest.raises(ConfigError, match="unknown key 'sequential.stack'"):
         parse_config(raw)
+    with pytest.raises(ConfigError, match="unknown key 'sfeed'"):  # the typed blocks before issue 14
+        parse_config({**feed_config(tmp_path), "sfeed": {"stacks": 3}})
+    with pytest.raises(ConfigError, match=r"sequential.name.*must contain \{stack\}"):
+        parse_config({**feed_config(tmp_path), "sequential": {**sfeed(3), "name": "sFEED"}})
     with pytest.raises(ConfigError, match="unknown pipeline 'fed'"):
         parse_config({**raw, "pipeline": "fed"})
 
@@ -55,12 +88,16 @@ def test_feed_resume_refuses_changed_inputs_and_restarts_dependents(tmp_path: Pa
     """Issue 12, item 1 for FEED: a changed stage is refused; restarting it retrains the stages it teaches."""
     from deepmimic.errors import ConfigError  # noqa: PLC0415
 
-    raw = {**feed_config(tmp_path), "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu"},
-           "kd": {"enabled": False}, "pfeed": {"enabled": False}, "sfeed": {"stacks": 2, "beta": 10.0, "paraphraser_epochs": 1}}
+    raw = {
+        **feed_config(tmp_path),
+        "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu"},
+        "ensemble_students": [],
+        "sequential": sfeed(2),
+    }
     run_feed(parse_config(raw), progress=False)
     stack2 = (tmp_path / "feed" / "sfeed-stack-2" / "weights.safetensors").read_bytes()
     scratch1 = (tmp_path / "feed" / "scratch-seed-1" / "weights.safetensors").read_bytes()
-    changed = {**raw, "sfeed": {**raw["sfeed"], "beta": 20.0}}
+    changed = {**raw, "sequential": sfeed(2, beta=20.0)}
     with pytest.raises(ConfigError, match=r"stage 'sFEED stack 2'.*method_options\.beta 10\.0 -> 20\.0"):
         run_feed(parse_config(changed), resume=True, progress=False)
     moved = {**raw, "scratch_seeds": [0, 2]}  # scratch 0 unchanged, a new scratch model
@@ -72,7 +109,142 @@ def test_feed_resume_refuses_changed_inputs_and_restarts_dependents(tmp_path: Pa
 
 def test_one_scratch_model_teaches_kd_as_an_ensemble_and_sfeed_as_itself(tmp_path: Path) -> None:
     """KD's ensemble of one and sFEED's single teacher are different teachers of the same model."""
-    raw = {**feed_config(tmp_path), "scratch_seeds": [0], "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu"},
-           "pfeed": {"enabled": False}, "sfeed": {"stacks": 2, "beta": 10.0, "paraphraser_epochs": 1}}
+    raw = {
+        **feed_config(tmp_path),
+        "scratch_seeds": [0],
+        "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu"},
+        "ensemble_students": [KD],
+        "sequential": sfeed(2),
+    }
     results = run_feed(parse_config(raw), progress=False)
-    assert [row["name"] for row in results["rows"]] == ["Scratch (seed 0)", "Ensemble of 1", "KD from ensemble", "sFEED stack 2"]
+    assert [row["name"] for row in results["rows"]] == [
+        "Scratch (seed 0)",
+        "Ensemble of 1",
+        "KD from ensemble",
+        "sFEED stack 2",
+    ]
+
+
+class _Stop(Exception):
+    """Raised in place of the resume check: the stages were built, nothing was written."""
+
+
+def _built_methods(raw: dict, monkeypatch: pytest.MonkeyPatch) -> dict[str, Method]:
+    """The method run_feed builds for each stage in its pre-flight check (no training, no write)."""
+    built: dict[str, Method] = {}
+    real = feed.create_method
+
+    def recording(name: str, student: torch.nn.Module, teacher: object = None, **options: object) -> Method:
+        method = real(name, student, teacher, **options)
+        built[f"{len(built)}"] = method
+        return method
+
+    def stop(*args: object, **kwargs: object) -> None:
+        raise _Stop
+
+    monkeypatch.setattr(feed, "create_method", recording)
+    monkeypatch.setattr(feed, "_stage_plan", stop)
+    config = parse_config(raw)
+    with pytest.raises(_Stop):
+        run_feed(config, progress=False)
+    assert not Path(config.output_dir).exists()
+    return dict(zip([s.name for s in feed._feed_stages(config)], built.values()))
+
+
+def test_stage_options_reach_the_method(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KD, pFEED and sFEED options in the config are the methods' hyperparameters; the rest are the
+    constructors' defaults."""
+    raw = {
+        **feed_config(tmp_path),
+        "ensemble_students": [
+            {"name": "KD", "method": "kd", "method_options": {"temperature": 3.0, "alpha": 0.5}},
+            {"name": "KD soft only", "method": "kd"},
+            {"name": "pFEED (k={k})", "method": "pfeed", "method_options": {"beta": 7.0}},
+        ],
+        "sequential": {"stacks": 3, "method": "factor_transfer", "method_options": {"beta": 7.0, "paraphraser": False}},
+    }
+    methods = _built_methods(raw, monkeypatch)
+    assert list(methods) == [
+        "Scratch (seed 0)",
+        "Scratch (seed 1)",
+        "KD",
+        "KD soft only",
+        "pFEED (k=2)",
+        "sFEED stack 2",
+        "sFEED stack 3",
+    ]
+    kd = methods["KD"]
+    assert isinstance(kd, KnowledgeDistillation) and (kd.temperature, kd.alpha) == (3.0, 0.5)
+    default = methods["KD soft only"]
+    assert isinstance(default, KnowledgeDistillation) and (default.temperature, default.alpha) == (
+        4.0,
+        0.0,
+    )  # KD's own defaults
+    pfeed = methods["pFEED (k=2)"]
+    assert isinstance(pfeed, ParallelFeed) and pfeed.beta == 7.0 and not pfeed.use_paraphraser
+    for name in ("sFEED stack 2", "sFEED stack 3"):
+        ft = methods[name]
+        assert type(ft) is FactorTransfer and ft.beta == 7.0 and not ft.use_paraphraser
+        assert ft.paraphraser_epochs == 10  # not in the config: the constructor's default
+    assert isinstance(methods["Scratch (seed 0)"], Supervised)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"ensemble_students": [KD, {**PFEED, "method_options": {"beta": 10.0, "gamma": 1.0}}]},
+            r"^FEED stage 'pFEED \(k=2\)': method 'pfeed' has no option\(s\) gamma; it accepts: ",
+        ),
+        (
+            {"sequential": {**sfeed(2), "method_options": {"beta": 10.0, "paraphraser_epoch": 1}}},
+            r"^FEED stage 'sFEED stack 2': method 'factor_transfer' has no option\(s\) paraphraser_epoch; ",
+        ),
+        (
+            {"ensemble_students": [{**KD, "method": "kd2"}]},
+            r"^FEED stage 'KD from ensemble': unknown method 'kd2'; known methods: ",
+        ),
+        (
+            {"ensemble_students": [{**KD, "method_options": {"alpha": -1.0}}]},
+            r"^FEED stage 'KD from ensemble': kd: alpha must be >= 0, got -1$",
+        ),  # a value: checked by the constructor
+        (
+            {"ensemble_students": [KD, {**PFEED, "name": "KD from ensemble"}]},
+            r"^FEED stage 'KD from ensemble': its folder 'kd-from-ensemble' would also be that of 'KD from ensemble'; ",
+        ),
+        (
+            {"ensemble_students": [{**KD, "name": "Ensemble of {k}"}]},
+            r"^FEED stage 'Ensemble of 2': its folder 'ensemble-of-2' ",
+        ),
+    ],
+)
+def test_a_bad_stage_fails_before_any_write_naming_the_stage(tmp_path: Path, change: dict, message: str) -> None:
+    config = parse_config({**feed_config(tmp_path), **change})
+    with pytest.raises(ConfigError, match=message) as failure:
+        run_feed(config, progress=False)
+    assert "\n" not in str(failure.value)
+    assert not (tmp_path / "feed").exists()
+
+
+def test_shipped_feed_configs_parse() -> None:
+    """Every shipped FEED config (and the recorded config of the measured run) parses, with every
+    stage's method and option names known; KD's hard-label weight is written out (FEED's recipe)."""
+    root = Path(__file__).resolve().parents[2]
+    paths = sorted(
+        {p.resolve() for folder in ("configs", "src/deepmimic/builtin_configs") for p in (root / folder).glob("*.yaml")}
+    )
+    paths += sorted((root / "docs" / "results").glob("*/config.yaml"))
+    feed_configs = []
+    for path in paths:
+        raw = load_yaml(path.read_text(encoding="utf-8"))
+        if raw.get("pipeline") != "feed":
+            continue
+        config = parse_config(raw, source=str(path))
+        assert isinstance(config, FeedConfig)
+        stages = feed._feed_stages(config)
+        kd = [s for s in stages if s.method == "kd"]
+        assert kd and all(s.options.get("alpha") == 1.0 and s.options.get("temperature") == 4.0 for s in kd), path
+        feed_configs.append(path)
+    assert (
+        len(feed_configs) >= 2
+    )  # the shipped feed-cifar10.yaml and the measured run's docs/results/feed-cifar10/config.yaml

@@ -9,15 +9,19 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import uvicorn
+import yaml
 
 from deepmimic.cli import main
 from deepmimic.config import parse_config
+from deepmimic.data import load_dataset
 from deepmimic.models.bundle import load_trained
 from deepmimic.pipelines.deepmimic import run_pipeline
-from deepmimic.pipelines.mimic import MimicOptions, run_mimic
+from deepmimic.pipelines.mimic import run_mimic
+from deepmimic.pipelines.mimic_config import MimicConfig
 from deepmimic.serving.app import create_app
 from pipeline_configs import tiny_config
 
@@ -42,7 +46,9 @@ def _free_port() -> int:
 def served_mentor(mentor_run: Path) -> Iterator[str]:
     """The mentor behind a real HTTP endpoint on 127.0.0.1 (the `deepmimic serve` app)."""
     trained = load_trained(mentor_run / "run" / "mentor")
-    app = create_app(trained.probs, num_classes=trained.num_classes, in_shape=trained.in_shape, model_name="mentor", max_batch=64)
+    app = create_app(
+        trained.probs, num_classes=trained.num_classes, in_shape=trained.in_shape, model_name="mentor", max_batch=64
+    )
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -58,10 +64,18 @@ def served_mentor(mentor_run: Path) -> Iterator[str]:
         thread.join(timeout=5)
 
 
-def _options(mentor_run: Path, out: Path, teacher: str, **extra: object) -> MimicOptions:
-    return MimicOptions(teacher=teacher, data=f"npz:{mentor_run / 'blobs.npz'}", student="c-mp-fc-s", out=str(out),
-                        student_options=STUDENT_OPTIONS, train={"epochs": 5, "batch_size": 16, "lr": 0.05, "device": "cpu"},
-                        **extra)  # type: ignore[arg-type]
+def _options(mentor_run: Path, out: Path, teacher: str, **extra: object) -> MimicConfig:
+    return MimicConfig.model_validate(
+        {
+            "teacher": teacher,
+            "data": f"npz:{mentor_run / 'blobs.npz'}",
+            "student": "c-mp-fc-s",
+            "output_dir": str(out),
+            "student_options": STUDENT_OPTIONS,
+            "train": {"epochs": 5, "batch_size": 16, "lr": 0.05, "device": "cpu"},
+            **extra,
+        }
+    )
 
 
 def test_student_copies_a_served_mentor_over_http(mentor_run: Path, served_mentor: str, tmp_path: Path) -> None:
@@ -79,13 +93,37 @@ def test_student_copies_a_served_mentor_over_http(mentor_run: Path, served_mento
     assert again["queries"]["total_sent"] == 0 and again["students"][0]["accuracy"] == student["accuracy"]
 
 
-def test_onnx_label_only_and_budget_from_the_command_line(mentor_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_onnx_label_only_and_budget_from_the_command_line(
+    mentor_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     onnx = tmp_path / "mentor.onnx"
     assert main(["export", str(mentor_run / "run" / "mentor"), "--onnx", str(onnx)]) == 0
     out = tmp_path / "top1"
-    code = main(["mimic", "--teacher", str(onnx), "--data", f"npz:{mentor_run / 'blobs.npz'}", "--student", "c-mp-fc-s",
-                 "--student-option", "conv_channels=8", "--student-option", "fc_units=32", "--label-only", "--budget", "100",
-                 "--epochs", "3", "--batch-size", "16", "--out", str(out), "--no-progress"])
+    code = main(
+        [
+            "mimic",
+            "--teacher",
+            str(onnx),
+            "--data",
+            f"npz:{mentor_run / 'blobs.npz'}",
+            "--student",
+            "c-mp-fc-s",
+            "--student-option",
+            "conv_channels=8",
+            "--student-option",
+            "fc_units=32",
+            "--label-only",
+            "--budget",
+            "100",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert results["label_only"] is True and "top-1" in results["students"][0]["method"]
@@ -95,8 +133,19 @@ def test_onnx_label_only_and_budget_from_the_command_line(mentor_run: Path, tmp_
 
 
 def test_bad_teacher_spec_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["mimic", "--teacher", str(tmp_path / "missing.onnx"), "--data", "mnist-5k", "--student", "mnist-student-b",
-                 "--out", str(tmp_path / "o")])
+    code = main(
+        [
+            "mimic",
+            "--teacher",
+            str(tmp_path / "missing.onnx"),
+            "--data",
+            "mnist-5k",
+            "--student",
+            "mnist-student-b",
+            "--out",
+            str(tmp_path / "o"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
 
@@ -106,9 +155,11 @@ def test_trained_run_folder_as_teacher_and_the_label_only_gap(mentor_run: Path, 
     results = run_mimic(opts, progress=False)
     soft, top1 = results["students"]
     assert soft["name"] == "Student" and top1["name"] == "Student (top-1 only)" and "top-1" in top1["method"]
-    assert results["queries"]["total_sent"] == results["data"]["unlabeled"] + results["data"]["test"]  # one pass, both students
+    assert (
+        results["queries"]["total_sent"] == results["data"]["unlabeled"] + results["data"]["test"]
+    )  # one pass, both students
     assert 0.0 <= top1["accuracy"] <= 1.0 and soft["agreement"] > 0.9
-    from deepmimic.report import build_report
+    from deepmimic.report.build import build_report
 
     report = build_report(tmp_path / "both")["report.md"].read_text()
     assert "Student (top-1 only)" in report
@@ -127,39 +178,100 @@ def _no_queries(*_args: object, **_kwargs: object) -> None:
         (["--student", "c:99999999-s"], "parameters need about"),
     ],
 )
-def test_mimic_checks_the_student_before_querying(mentor_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                  capsys: pytest.CaptureFixture[str], extra: list[str], needle: str) -> None:
+def test_mimic_checks_the_student_before_querying(
+    mentor_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    needle: str,
+) -> None:
     monkeypatch.setattr("deepmimic.pipelines.mimic.label_dataset_sharded", _no_queries)
     out = tmp_path / "copy"
-    argv = ["mimic", "--teacher", str(mentor_run / "run" / "mentor"), "--data", f"npz:{mentor_run / 'blobs.npz'}", "--out", str(out), *extra]
+    argv = [
+        "mimic",
+        "--teacher",
+        str(mentor_run / "run" / "mentor"),
+        "--data",
+        f"npz:{mentor_run / 'blobs.npz'}",
+        "--out",
+        str(out),
+        *extra,
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
     assert not out.exists()
 
 
-def test_mimic_refuses_an_output_path_that_is_a_file_before_querying(mentor_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_mimic_refuses_an_output_path_that_is_a_file_before_querying(
+    mentor_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr("deepmimic.pipelines.mimic.label_dataset_sharded", _no_queries)
     (tmp_path / "file").write_text("x")
-    argv = ["mimic", "--teacher", str(mentor_run / "run" / "mentor"), "--data", f"npz:{mentor_run / 'blobs.npz'}",
-            "--student", "c-mp-fc-s", "--out", str(tmp_path / "file")]
+    argv = [
+        "mimic",
+        "--teacher",
+        str(mentor_run / "run" / "mentor"),
+        "--data",
+        f"npz:{mentor_run / 'blobs.npz'}",
+        "--student",
+        "c-mp-fc-s",
+        "--out",
+        str(tmp_path / "file"),
+    ]
     assert main(argv) == 2
     assert "exists and is not a folder" in capsys.readouterr().err
 
 
 def test_mimic_with_a_predictions_file_and_a_subset_uses_the_subsets_rows(mentor_run: Path, tmp_path: Path) -> None:
-    import numpy as np  # noqa: PLC0415
-
-    from deepmimic.data import load_dataset  # noqa: PLC0415
-
     train = load_dataset("npz", mentor_run / "blobs.npz").train
     probs = np.eye(4, dtype=np.float32)[train.labels.numpy()]  # the true class as a one-hot "teacher"
     np.save(tmp_path / "preds.npy", probs)
-    opts = MimicOptions(teacher=str(tmp_path / "preds.npy"), data=f"npz:{mentor_run / 'blobs.npz'}", student="c-mp-fc-s",
-                        out=str(tmp_path / "copy"), subset=50, student_options=STUDENT_OPTIONS, train={"epochs": 1, "batch_size": 16})
+    opts = MimicConfig.model_validate(
+        {
+            "teacher": str(tmp_path / "preds.npy"),
+            "data": f"npz:{mentor_run / 'blobs.npz'}",
+            "student": "c-mp-fc-s",
+            "output_dir": str(tmp_path / "copy"),
+            "subset": 50,
+            "student_options": STUDENT_OPTIONS,
+            "train": {"epochs": 1, "batch_size": 16},
+        }
+    )
     results = run_mimic(opts, progress=False)
     assert results["data"]["unlabeled"] == 50
     answers = np.load(tmp_path / "copy" / "teacher-probs.npy")
     keep = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:50].sort().values
     assert np.array_equal(answers, probs[keep.numpy()])  # row i of the subset got the file's row keep[i]
+
+
+def _one_hot_predictions(mentor_run: Path, path: Path) -> Path:
+    train = load_dataset("npz", mentor_run / "blobs.npz").train
+    np.save(path, np.eye(4, dtype=np.float32)[train.labels.numpy()])
+    return path
+
+
+def test_mimic_takes_a_method_and_its_options_and_its_config_reruns(
+    mentor_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    preds = _one_hot_predictions(mentor_run, tmp_path / "preds.npy")
+    data = f"npz:{mentor_run / 'blobs.npz'}"
+    args = ["mimic", "--teacher", str(preds), "--data", data, "--student", "c-mp-fc-s", "--epochs", "1"]
+    args += ["--student-option", "conv_channels=8", "--student-option", "fc_units=32", "--batch-size", "16"]
+    args += ["--method", "kd", "--method-option", "temperature=2", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "kd")]) == 0
+    results = json.loads((tmp_path / "kd" / "results.json").read_text())
+    assert results["pipeline"] == "mimic" and results["students"][0]["method"] == "kd"
+    saved = yaml.safe_load((tmp_path / "kd" / "config.yaml").read_text())
+    assert saved["method"] == "kd" and saved["method_options"] == {"temperature": 2}
+    # The saved config is a pipeline: mimic config: `deepmimic run` reruns it to the same numbers.
+    assert main(["run", str(tmp_path / "kd" / "config.yaml"), "--out", str(tmp_path / "again"), "--no-progress"]) == 0
+    again = json.loads((tmp_path / "again" / "results.json").read_text())
+    assert again["students"][0]["accuracy"] == results["students"][0]["accuracy"]
+    capsys.readouterr()
+
+    # A bad method option is one line, before any query (no folder is left behind).
+    assert main([*args, "--method-option", "temprature=2", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "temprature" in err and not (tmp_path / "bad").exists()

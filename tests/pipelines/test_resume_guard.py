@@ -52,7 +52,9 @@ def test_resume_with_a_changed_split_is_refused_and_writes_nothing(finished: Pat
     assert {p: _bytes(run / p) for p in before} == before  # config.yaml and split.json still describe the models
 
 
-def test_restart_stage_retrains_the_stage_and_the_students_that_learn_from_it(finished: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_restart_stage_retrains_the_stage_and_the_students_that_learn_from_it(
+    finished: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     run = finished / "run"
     old_mentor = _bytes(run / "mentor" / "weights.safetensors")
     results = run_pipeline(_config(finished, "split.seed=7"), resume=True, restart=["Mentor"], progress=False)
@@ -166,7 +168,9 @@ def test_resuming_with_fewer_epochs_than_trained_is_refused(finished: Path) -> N
         ("students.0.method=supervised", None, None),  # valid: the one-hot baseline
     ],
 )
-def test_a_run_that_fails_validation_leaves_no_folder(tmp_path: Path, override: str, error: type[DeepMimicError] | None, needle: str | None) -> None:
+def test_a_run_that_fails_validation_leaves_no_folder(
+    tmp_path: Path, override: str, error: type[DeepMimicError] | None, needle: str | None
+) -> None:
     if error is None or (override.endswith("cuda") and torch.cuda.is_available()):
         pytest.skip("valid here")
     with pytest.raises(error, match=needle):
@@ -186,7 +190,12 @@ def test_an_output_path_that_is_a_file_or_unwritable_is_refused_first(tmp_path: 
 def test_differences_are_readable() -> None:
     old = {"split": {"seed": 0}, "data": {"fingerprint": "a" * 64}, "x": [1]}
     new = {"split": {"seed": 7}, "data": {"fingerprint": "b" * 64}, "y": 2}
-    assert differences(old, new) == ["split.seed 0 -> 7", f"data.fingerprint {'a' * 12} -> {'b' * 12}", "x removed (was [1])", "y added (2)"]
+    assert differences(old, new) == [
+        "split.seed 0 -> 7",
+        f"data.fingerprint {'a' * 12} -> {'b' * 12}",
+        "x removed (was [1])",
+        "y added (2)",
+    ]
 
 
 def test_config_yaml_of_a_refused_resume_is_untouched(finished: Path) -> None:
@@ -197,7 +206,9 @@ def test_config_yaml_of_a_refused_resume_is_untouched(finished: Path) -> None:
 
 
 # Review findings: a fresh run clears old stage state; fewer epochs are refused before any write.
-def test_a_fresh_run_in_a_used_folder_leaves_no_stale_checkpoint_for_a_later_resume(finished: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_fresh_run_in_a_used_folder_leaves_no_stale_checkpoint_for_a_later_resume(
+    finished: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import deepmimic.pipelines.deepmimic as pipeline  # noqa: PLC0415
 
     run = finished / "run"

@@ -25,7 +25,9 @@ from reliability import builders
 class RecordingTeacher:
     """A wire-format endpoint (docs/wire-format.md) answering uniform probabilities; counts requests."""
 
-    def __init__(self, num_classes: int = builders.K, in_shape: tuple[int, int, int] = (1, builders.SIDE, builders.SIDE)) -> None:
+    def __init__(
+        self, num_classes: int = builders.K, in_shape: tuple[int, int, int] = (1, builders.SIDE, builders.SIDE)
+    ) -> None:
         self.requests = 0
         self._lock = threading.Lock()
         owner = self
@@ -93,9 +95,15 @@ class Assets:
 
     def placeholders(self) -> dict[str, str]:
         return {
-            "assets": str(self.root), "npz": str(self.npz), "preds": str(self.preds), "trained": str(self.trained),
-            "stage": str(self.stage), "onnx": str(self.onnx), "wrong_onnx": str(self.wrong_onnx),
-            "url": self.server.url, "closed": self.closed_url,
+            "assets": str(self.root),
+            "npz": str(self.npz),
+            "preds": str(self.preds),
+            "trained": str(self.trained),
+            "stage": str(self.stage),
+            "onnx": str(self.onnx),
+            "wrong_onnx": str(self.wrong_onnx),
+            "url": self.server.url,
+            "closed": self.closed_url,
         }
 
 
@@ -119,8 +127,15 @@ def _wrong_shape_onnx(path: Path) -> Path:
     model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(2 * 30 * 30, builders.K)).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (torch.zeros(1, 3, 32, 32),), str(path), input_names=["x"], output_names=["logits"],
-                          dynamic_axes={"x": {0: "b"}, "logits": {0: "b"}}, dynamo=False)
+        torch.onnx.export(
+            model,
+            (torch.zeros(1, 3, 32, 32),),
+            str(path),
+            input_names=["x"],
+            output_names=["logits"],
+            dynamic_axes={"x": {0: "b"}, "logits": {0: "b"}},
+            dynamo=False,
+        )
     return path
 
 
@@ -140,4 +155,14 @@ def build_assets(root: Path) -> Assets:
         export_onnx(load_trained(trained / "mentor"), onnx_path)
     wrong = _wrong_shape_onnx(root / "wrong-shape.onnx")
     server = RecordingTeacher()
-    return Assets(root, npz, preds, trained, trained / "mentor", onnx_path, wrong, server, f"http://127.0.0.1:{closed_port()}/v1/predict")
+    return Assets(
+        root,
+        npz,
+        preds,
+        trained,
+        trained / "mentor",
+        onnx_path,
+        wrong,
+        server,
+        f"http://127.0.0.1:{closed_port()}/v1/predict",
+    )

@@ -187,7 +187,8 @@ def idx_labels(n: int, top: int = 9, seed: int = 0) -> bytes:
 
 
 def idx_dir(root: Path, gz: bool = False, **replace: bytes | None) -> Path:
-    """An MNIST folder: train-/t10k- images and labels (12 and 6 images); ``replace`` swaps a file's bytes (None: leave it out).
+    """An MNIST folder: train-/t10k- images and labels (12 and 6 images); ``replace`` swaps a file's
+    bytes (None: leave it out).
 
     Keys: train_images, train_labels, test_images, test_labels.
     """
@@ -211,16 +212,22 @@ def idx_dir(root: Path, gz: bool = False, **replace: bytes | None) -> Path:
 
 
 def idx_dir_raw_gz(root: Path, key: str, raw_gz: bytes) -> Path:
-    """An MNIST folder of .gz files where ``key``'s file is replaced by ``raw_gz`` as is (already gzip bytes or junk)."""
+    """An MNIST folder of .gz files where ``key``'s file is replaced by ``raw_gz`` as is (already gzip
+    bytes or junk)."""
     idx_dir(root, gz=True)
-    names = {"train_images": "train-images-idx3-ubyte.gz", "train_labels": "train-labels-idx1-ubyte.gz",
-             "test_images": "t10k-images-idx3-ubyte.gz", "test_labels": "t10k-labels-idx1-ubyte.gz"}
+    names = {
+        "train_images": "train-images-idx3-ubyte.gz",
+        "train_labels": "train-labels-idx1-ubyte.gz",
+        "test_images": "t10k-images-idx3-ubyte.gz",
+        "test_labels": "t10k-labels-idx1-ubyte.gz",
+    }
     (root / names[key]).write_bytes(raw_gz)
     return root
 
 
 def gzip_bomb_idx(declared_images: int = 2, inflated: int = 256 << 20) -> bytes:
-    """gzip of an idx images file whose header declares ``declared_images`` 8x8 images, inflating to ``inflated`` bytes."""
+    """gzip of an idx images file whose header declares ``declared_images`` 8x8 images, inflating to
+    ``inflated`` bytes."""
     header = struct.pack(">IIII", IMAGES_MAGIC, declared_images, SIDE, SIDE)
     compressor = gzip.compress(header + bytes(inflated - len(header)), compresslevel=1)
     return compressor

@@ -21,6 +21,15 @@ def assets(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Assets]:
 @pytest.fixture(autouse=True)
 def _plain_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No tokens and no torchrun variables leak into a case."""
-    for name in ("DEEPMIMIC_TEACHER_TOKEN", "DEEPMIMIC_SERVE_TOKEN", "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE",
-                 "MASTER_ADDR", "MASTER_PORT", "TORCHELASTIC_RUN_ID"):
+    for name in (
+        "DEEPMIMIC_TEACHER_TOKEN",
+        "DEEPMIMIC_SERVE_TOKEN",
+        "RANK",
+        "WORLD_SIZE",
+        "LOCAL_RANK",
+        "LOCAL_WORLD_SIZE",
+        "MASTER_ADDR",
+        "MASTER_PORT",
+        "TORCHELASTIC_RUN_ID",
+    ):
         monkeypatch.delenv(name, raising=False)

@@ -24,7 +24,16 @@ import yaml
 
 from reliability import builders as b
 from reliability.assets import Assets, tiny_config
-from reliability.harness import Check, Spec, message_has, message_lacks, no_new_requests, path_absent, peak_memory_below, quick
+from reliability.harness import (
+    Check,
+    Spec,
+    message_has,
+    message_lacks,
+    no_new_requests,
+    path_absent,
+    peak_memory_below,
+    quick,
+)
 
 Prep = Callable[[Assets, Path], "dict[str, Any] | None"]
 Extra = Callable[[Assets, Path], list[Check]]
@@ -142,19 +151,48 @@ def run(
     return _make(case_id if area in ("data", "notation") else f"config/{case_id}", argv, outputs, prep_all, **kw)
 
 
-def label(case_id: str, *args: str, teacher: str = "{preds}", data: str = "npz:{npz}", out: str = "{d}/probs.npy",
-          outputs: Sequence[str] | None = None, **kw: Any) -> Case:
+def label(
+    case_id: str,
+    *args: str,
+    teacher: str = "{preds}",
+    data: str = "npz:{npz}",
+    out: str = "{d}/probs.npy",
+    outputs: Sequence[str] | None = None,
+    **kw: Any,
+) -> Case:
     """``deepmimic label --teacher T --data D --out O --no-progress [args]``; O and O.querylog must not be left."""
     argv = ["label", "--teacher", teacher, "--data", data, "--out", out, "--no-progress", *args]
     outs = list(outputs) if outputs is not None else [out, f"{out}.querylog"]
     return _make(case_id, argv, outs, **kw)
 
 
-def mimic(case_id: str, *args: str, teacher: str = "{onnx}", data: str = "npz:{npz}", student: str = "fc:8-s",
-          out: str = "{d}/mimic", **kw: Any) -> Case:
+def mimic(
+    case_id: str,
+    *args: str,
+    teacher: str = "{onnx}",
+    data: str = "npz:{npz}",
+    student: str = "fc:8-s",
+    out: str = "{d}/mimic",
+    **kw: Any,
+) -> Case:
     """``deepmimic mimic`` with one tiny epoch; the --out folder must not be left."""
-    argv = ["mimic", "--teacher", teacher, "--data", data, "--student", student, "--out", out,
-            "--epochs", "1", "--batch-size", "16", "--no-progress", *args]
+    argv = [
+        "mimic",
+        "--teacher",
+        teacher,
+        "--data",
+        data,
+        "--student",
+        student,
+        "--out",
+        out,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--no-progress",
+        *args,
+    ]
     return _make(case_id, argv, [out], **kw)
 
 
@@ -179,8 +217,15 @@ def data(reader: str, slug: str, make: Callable[[Path], Path], via: Sequence[str
         case_id = f"data/{reader}/{slug}[{how}]"
         if how == "label":  # the recording HTTP teacher answers any image: a data error must come before any query
             extras = [*kw.get("extras", ()), no_query]
-            label(case_id, "--option", "num_classes=4", teacher="{url}", data=f"{reader}:{{root}}", prep=prep,
-                  **{**kw, "extras": extras})
+            label(
+                case_id,
+                "--option",
+                "num_classes=4",
+                teacher="{url}",
+                data=f"{reader}:{{root}}",
+                prep=prep,
+                **{**kw, "extras": extras},
+            )
         else:
             run(case_id, f"data.name={reader}", "data.root={root}", prep=prep, **kw)
 
@@ -226,30 +271,52 @@ data("mnist", "empty-images-file", lambda p: b.idx_dir(p, train_images=b""))
 data("mnist", "truncated-header", lambda p: b.idx_dir(p, train_images=b.idx_images(12)[:10]))
 data("mnist", "truncated-payload", lambda p: b.idx_dir(p, train_images=b.idx_images(12)[:-50]))
 data("mnist", "wrong-magic", lambda p: b.idx_dir(p, train_images=b.idx_bytes(2049, (12, 8, 8), bytes(12 * 64))))
-data("mnist", "zero-images", lambda p: b.idx_dir(p, train_images=b.idx_images(0), train_labels=b.idx_labels(0)), via=BOTH)
+data(
+    "mnist", "zero-images", lambda p: b.idx_dir(p, train_images=b.idx_images(0), train_labels=b.idx_labels(0)), via=BOTH
+)
 data("mnist", "header-dims-product-2^64", lambda p: b.idx_dir(p, train_images=b.overflow_dims_idx()), via=BOTH)
 data("mnist", "header-dims-2^32-1", lambda p: b.idx_dir(p, train_images=b.huge_dims_idx()))
 data("mnist", "labels-images-count-mismatch", lambda p: b.idx_dir(p, train_labels=b.idx_labels(11)))
 data("mnist", "label-out-of-range", lambda p: b.idx_dir(p, test_labels=b.idx_bytes(2049, (6,), bytes([10] * 6))))
 data("mnist", "missing-labels-file", lambda p: b.idx_dir(p, train_labels=None))
-data("mnist", "gz-bomb-beyond-header", lambda p: b.idx_dir_raw_gz(p, "train_images", b.gzip_bomb_idx()),
-     trace_memory=True, extras=[bounded_memory(64)])
-data("mnist", "gz-truncated-stream", lambda p: b.idx_dir_raw_gz(p, "train_images", b.gzip.compress(b.idx_images(12))[:200]))
+data(
+    "mnist",
+    "gz-bomb-beyond-header",
+    lambda p: b.idx_dir_raw_gz(p, "train_images", b.gzip_bomb_idx()),
+    trace_memory=True,
+    extras=[bounded_memory(64)],
+)
+data(
+    "mnist",
+    "gz-truncated-stream",
+    lambda p: b.idx_dir_raw_gz(p, "train_images", b.gzip.compress(b.idx_images(12))[:200]),
+)
 data("mnist", "gz-magic-then-junk", lambda p: b.idx_dir_raw_gz(p, "train_labels", b"\x1f\x8b" + bytes(range(200))))
 data("mnist", "gz-empty-file", lambda p: b.idx_dir_raw_gz(p, "test_images", b""))
 data("fashion-mnist", "missing-dir", lambda p: p / "nowhere", via=BOTH)
 data("fashion-mnist", "wrong-magic-test-images", lambda p: b.idx_dir(p, test_images=b.idx_labels(6)))
 data("fashion-mnist", "gz-count-mismatch", lambda p: b.idx_dir(p, gz=True, test_labels=b.idx_labels(5)))
-data("fashion-mnist", "gz-zero-images", lambda p: b.idx_dir(p, gz=True, train_images=b.idx_images(0), train_labels=b.idx_labels(0)))
-data("fashion-mnist", "gz-bomb-beyond-header", lambda p: b.idx_dir_raw_gz(p, "test_images", b.gzip_bomb_idx()),
-     trace_memory=True, extras=[bounded_memory(64)])
+data(
+    "fashion-mnist",
+    "gz-zero-images",
+    lambda p: b.idx_dir(p, gz=True, train_images=b.idx_images(0), train_labels=b.idx_labels(0)),
+)
+data(
+    "fashion-mnist",
+    "gz-bomb-beyond-header",
+    lambda p: b.idx_dir_raw_gz(p, "test_images", b.gzip_bomb_idx()),
+    trace_memory=True,
+    extras=[bounded_memory(64)],
+)
 
 # ---- cifar10 binary version
 data("cifar10", "missing-dir", lambda p: p / "nowhere", via=BOTH)
 data("cifar10", "empty-dir", _mkdir)
 data("cifar10", "bin-empty-batch", lambda p: b.cifar_bin_dir(p, data_batch_3=b""))
 data("cifar10", "bin-truncated-record", lambda p: b.cifar_bin_dir(p, test_batch=b.cifar_records(2)[:-10]), via=BOTH)
-data("cifar10", "bin-label-out-of-range", lambda p: b.cifar_bin_dir(p, data_batch_1=b.cifar_records(2, labels=[200, 1])))
+data(
+    "cifar10", "bin-label-out-of-range", lambda p: b.cifar_bin_dir(p, data_batch_1=b.cifar_records(2, labels=[200, 1]))
+)
 data("cifar10", "bin-missing-test-batch", lambda p: b.cifar_bin_dir(p, test_batch=None))
 data("cifar10", "bin-zero-images", lambda p: b.cifar_bin_dir(p, **{f"data_batch_{i}": b"" for i in range(1, 6)}))
 
@@ -262,45 +329,131 @@ def _cifar_bin_bad_meta(p: Path) -> Path:
 
 data("cifar10", "bin-meta-three-names", _cifar_bin_bad_meta)
 
+
 # ---- cifar10 python version (restricted unpickling)
 def _marker_of(p: Path) -> Path:
     return p.parent / "marker"  # p is {d}/data
 
 
-data("cifar10", "py-pickle-calls-os-system", lambda p: b.cifar_py_dir(p, data_batch_1=b.pickled(b.MarkerPayload(_marker_of(p)))),
-     via=BOTH, extras=[marker])
-data("cifar10", "py-payload-inside-dict",
-     lambda p: b.cifar_py_dir(p, data_batch_2=b.pickled({b"data": b.MarkerPayload(_marker_of(p)), b"labels": [1, 2]})), extras=[marker])
-data("cifar10", "py-meta-calls-os-system", lambda p: b.cifar_py_dir(p, **{"batches.meta": b.pickled(b.MarkerPayload(_marker_of(p)))}),
-     extras=[marker])
-data("cifar10", "py-builtins-eval-global",
-     lambda p: b.cifar_py_dir(p, test_batch=b.raw_pickle_global("builtins", "eval", f"__import__('os').system('touch {_marker_of(p)}')")),
-     extras=[marker])
+data(
+    "cifar10",
+    "py-pickle-calls-os-system",
+    lambda p: b.cifar_py_dir(p, data_batch_1=b.pickled(b.MarkerPayload(_marker_of(p)))),
+    via=BOTH,
+    extras=[marker],
+)
+data(
+    "cifar10",
+    "py-payload-inside-dict",
+    lambda p: b.cifar_py_dir(p, data_batch_2=b.pickled({b"data": b.MarkerPayload(_marker_of(p)), b"labels": [1, 2]})),
+    extras=[marker],
+)
+data(
+    "cifar10",
+    "py-meta-calls-os-system",
+    lambda p: b.cifar_py_dir(p, **{"batches.meta": b.pickled(b.MarkerPayload(_marker_of(p)))}),
+    extras=[marker],
+)
+data(
+    "cifar10",
+    "py-builtins-eval-global",
+    lambda p: b.cifar_py_dir(
+        p, test_batch=b.raw_pickle_global("builtins", "eval", f"__import__('os').system('touch {_marker_of(p)}')")
+    ),
+    extras=[marker],
+)
 data("cifar10", "py-not-a-dict", lambda p: b.cifar_py_dir(p, data_batch_1=[1, 2, 3]))
-data("cifar10", "py-missing-labels-key", lambda p: b.cifar_py_dir(p, data_batch_1={b"data": np.zeros((2, 3072), np.uint8)}))
-data("cifar10", "py-row-length-100", lambda p: b.cifar_py_dir(p, data_batch_4={b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}))
-data("cifar10", "py-labels-count-mismatch", lambda p: b.cifar_py_dir(p, data_batch_1={b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1, 2]}))
-data("cifar10", "py-negative-labels", lambda p: b.cifar_py_dir(p, test_batch={b"data": np.zeros((2, 3072), np.uint8), b"labels": [-1, 0]}))
-data("cifar10", "py-pixels-out-of-range",
-     lambda p: b.cifar_py_dir(p, data_batch_1={b"data": np.full((2, 3072), 300, np.int64), b"labels": [0, 1]}), via=BOTH)
-data("cifar10", "py-label-out-of-range", lambda p: b.cifar_py_dir(p, data_batch_5={b"data": np.zeros((2, 3072), np.uint8), b"labels": [10, 0]}))
-data("cifar10", "py-labels-are-strings", lambda p: b.cifar_py_dir(p, data_batch_1={b"data": np.zeros((2, 3072), np.uint8), b"labels": ["a", "b"]}))
-data("cifar10", "py-truncated-pickle", lambda p: b.cifar_py_dir(p, data_batch_1=b.pickled(b.cifar_batch_dict(seed=1))[:500]))
-data("cifar10", "py-random-bytes", lambda p: b.cifar_py_dir(p, data_batch_3=bytes(b.rng(3).integers(0, 256, 500, dtype=np.uint8))))
+data(
+    "cifar10",
+    "py-missing-labels-key",
+    lambda p: b.cifar_py_dir(p, data_batch_1={b"data": np.zeros((2, 3072), np.uint8)}),
+)
+data(
+    "cifar10",
+    "py-row-length-100",
+    lambda p: b.cifar_py_dir(p, data_batch_4={b"data": np.zeros((2, 100), np.uint8), b"labels": [0, 1]}),
+)
+data(
+    "cifar10",
+    "py-labels-count-mismatch",
+    lambda p: b.cifar_py_dir(p, data_batch_1={b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1, 2]}),
+)
+data(
+    "cifar10",
+    "py-negative-labels",
+    lambda p: b.cifar_py_dir(p, test_batch={b"data": np.zeros((2, 3072), np.uint8), b"labels": [-1, 0]}),
+)
+data(
+    "cifar10",
+    "py-pixels-out-of-range",
+    lambda p: b.cifar_py_dir(p, data_batch_1={b"data": np.full((2, 3072), 300, np.int64), b"labels": [0, 1]}),
+    via=BOTH,
+)
+data(
+    "cifar10",
+    "py-label-out-of-range",
+    lambda p: b.cifar_py_dir(p, data_batch_5={b"data": np.zeros((2, 3072), np.uint8), b"labels": [10, 0]}),
+)
+data(
+    "cifar10",
+    "py-labels-are-strings",
+    lambda p: b.cifar_py_dir(p, data_batch_1={b"data": np.zeros((2, 3072), np.uint8), b"labels": ["a", "b"]}),
+)
+data(
+    "cifar10",
+    "py-truncated-pickle",
+    lambda p: b.cifar_py_dir(p, data_batch_1=b.pickled(b.cifar_batch_dict(seed=1))[:500]),
+)
+data(
+    "cifar10",
+    "py-random-bytes",
+    lambda p: b.cifar_py_dir(p, data_batch_3=bytes(b.rng(3).integers(0, 256, 500, dtype=np.uint8))),
+)
 data("cifar10", "py-empty-file", lambda p: b.cifar_py_dir(p, test_batch=b""))
-data("cifar10", "py-zero-images", lambda p: b.cifar_py_dir(
-    p, **{name: {b"data": np.zeros((0, 3072), np.uint8), b"labels": []} for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]}),
-    via=BOTH)
+data(
+    "cifar10",
+    "py-zero-images",
+    lambda p: b.cifar_py_dir(
+        p,
+        **{
+            name: {b"data": np.zeros((0, 3072), np.uint8), b"labels": []}
+            for name in [*(f"data_batch_{i}" for i in range(1, 6)), "test_batch"]
+        },
+    ),
+    via=BOTH,
+)
 
 # ---- cifar100 (python version)
 data("cifar100", "missing-dir", lambda p: p / "nowhere", via=BOTH)
-data("cifar100", "meta-calls-os-system", lambda p: b.cifar100_dir(p, meta=b.pickled(b.MarkerPayload(_marker_of(p)))), via=BOTH, extras=[marker])
-data("cifar100", "train-calls-os-system", lambda p: b.cifar100_dir(p, train=b.pickled([b.MarkerPayload(_marker_of(p))])), extras=[marker])
-data("cifar100", "fine-label-out-of-range",
-     lambda p: b.cifar100_dir(p, train={b"data": np.zeros((3, 3072), np.uint8), b"fine_labels": [100, 0, 1]}))
-data("cifar100", "missing-fine-labels", lambda p: b.cifar100_dir(p, test={b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}))
+data(
+    "cifar100",
+    "meta-calls-os-system",
+    lambda p: b.cifar100_dir(p, meta=b.pickled(b.MarkerPayload(_marker_of(p)))),
+    via=BOTH,
+    extras=[marker],
+)
+data(
+    "cifar100",
+    "train-calls-os-system",
+    lambda p: b.cifar100_dir(p, train=b.pickled([b.MarkerPayload(_marker_of(p))])),
+    extras=[marker],
+)
+data(
+    "cifar100",
+    "fine-label-out-of-range",
+    lambda p: b.cifar100_dir(p, train={b"data": np.zeros((3, 3072), np.uint8), b"fine_labels": [100, 0, 1]}),
+)
+data(
+    "cifar100",
+    "missing-fine-labels",
+    lambda p: b.cifar100_dir(p, test={b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]}),
+)
 data("cifar100", "meta-ten-names", lambda p: b.cifar100_dir(p, meta={b"fine_label_names": [b"x"] * 10}))
-data("cifar100", "train-truncated", lambda p: b.cifar100_dir(p, train=b.pickled(b.cifar_batch_dict(3, b"fine_labels", top=100))[:-40]))
+data(
+    "cifar100",
+    "train-truncated",
+    lambda p: b.cifar100_dir(p, train=b.pickled(b.cifar_batch_dict(3, b"fine_labels", top=100))[:-40]),
+)
 
 # ---- tiny-imagenet
 
@@ -323,7 +476,11 @@ data("tiny-imagenet", "empty-wnids", _ti(lambda r: (r / "wnids.txt").write_text(
 data("tiny-imagenet", "missing-class-folder", _ti(lambda r: (r / "wnids.txt").write_text("n01\nn02\nn03\n")))
 data("tiny-imagenet", "corrupt-jpeg", _ti(lambda r: b.random_bytes(_first_train_image(r), 300)), via=BOTH)
 data("tiny-imagenet", "truncated-jpeg", _ti(lambda r: b.truncated_copy(_first_train_image(r), 0.3)))
-data("tiny-imagenet", "val-unknown-wnid", _ti(lambda r: (r / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99\t0\t0\t8\t8\n")))
+data(
+    "tiny-imagenet",
+    "val-unknown-wnid",
+    _ti(lambda r: (r / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn99\t0\t0\t8\t8\n")),
+)
 data("tiny-imagenet", "val-image-missing", _ti(lambda r: (r / "val" / "images" / "val_0.JPEG").unlink()))
 data("tiny-imagenet", "no-val-annotations", _ti(lambda r: (r / "val" / "val_annotations.txt").unlink()))
 data("tiny-imagenet", "mixed-image-sizes", _ti(lambda r: b.png(_first_train_image(r), size=(16, 16), mode="RGB")))
@@ -334,25 +491,64 @@ data("npz", "missing-file", lambda p: p.with_suffix(".npz"), via=BOTH)
 data("npz", "empty-file", lambda p: b.empty_file(p.with_suffix(".npz")), via=BOTH)
 data("npz", "random-bytes", lambda p: b.random_bytes(p.with_suffix(".npz")))
 data("npz", "truncated-zip", lambda p: b.npz_truncated(p.with_suffix(".npz")))
-data("npz", "object-arrays", lambda p: b.npz_object_arrays(p.with_suffix(".npz"), _marker_of(p)), via=BOTH, extras=[marker])
+data(
+    "npz",
+    "object-arrays",
+    lambda p: b.npz_object_arrays(p.with_suffix(".npz"), _marker_of(p)),
+    via=BOTH,
+    extras=[marker],
+)
 data("npz", "label-10^9", lambda p: b.npz(p.with_suffix(".npz"), labels=np.r_[10**9, np.zeros(39, np.int64)]), via=BOTH)
 data("npz", "test-label-10^9", lambda p: b.npz(p.with_suffix(".npz"), test_labels=np.r_[10**9, np.zeros(15, np.int64)]))
-data("npz", "labels-images-count-mismatch", lambda p: b.npz(p.with_suffix(".npz"), labels=np.zeros(39, np.int64)), via=BOTH)
-data("npz", "pixels-above-255", lambda p: b.npz(p.with_suffix(".npz"), images=np.full((40, 1, 8, 8), 300, np.int16)), via=BOTH)
+data(
+    "npz",
+    "labels-images-count-mismatch",
+    lambda p: b.npz(p.with_suffix(".npz"), labels=np.zeros(39, np.int64)),
+    via=BOTH,
+)
+data(
+    "npz",
+    "pixels-above-255",
+    lambda p: b.npz(p.with_suffix(".npz"), images=np.full((40, 1, 8, 8), 300, np.int16)),
+    via=BOTH,
+)
 data("npz", "negative-pixels", lambda p: b.npz(p.with_suffix(".npz"), images=np.full((40, 1, 8, 8), -1, np.int16)))
-data("npz", "negative-labels", lambda p: b.npz(p.with_suffix(".npz"), labels=np.r_[-1, np.zeros(39, np.int64)]), via=BOTH)
+data(
+    "npz", "negative-labels", lambda p: b.npz(p.with_suffix(".npz"), labels=np.r_[-1, np.zeros(39, np.int64)]), via=BOTH
+)
 data("npz", "float-images", lambda p: b.npz(p.with_suffix(".npz"), images=np.zeros((40, 1, 8, 8), np.float32)))
 data("npz", "float-labels", lambda p: b.npz(p.with_suffix(".npz"), labels=np.zeros(40, np.float32)))
-data("npz", "zero-images", lambda p: b.npz(p.with_suffix(".npz"), images=np.zeros((0, 1, 8, 8), np.uint8), labels=np.zeros(0, np.int64)), via=BOTH)
-data("npz", "zero-test-images", lambda p: b.npz(p.with_suffix(".npz"), test_images=np.zeros((0, 1, 8, 8), np.uint8), test_labels=np.zeros(0, np.int64)))
+data(
+    "npz",
+    "zero-images",
+    lambda p: b.npz(p.with_suffix(".npz"), images=np.zeros((0, 1, 8, 8), np.uint8), labels=np.zeros(0, np.int64)),
+    via=BOTH,
+)
+data(
+    "npz",
+    "zero-test-images",
+    lambda p: b.npz(
+        p.with_suffix(".npz"), test_images=np.zeros((0, 1, 8, 8), np.uint8), test_labels=np.zeros(0, np.int64)
+    ),
+)
 data("npz", "images-2d", lambda p: b.npz(p.with_suffix(".npz"), images=np.zeros((40, 64), np.uint8)))
 data("npz", "images-5d", lambda p: b.npz(p.with_suffix(".npz"), images=np.zeros((40, 1, 1, 8, 8), np.uint8)))
 data("npz", "missing-labels-array", lambda p: b.npz(p.with_suffix(".npz"), labels=None))
 data("npz", "test-images-without-labels", lambda p: b.npz(p.with_suffix(".npz"), test_labels=None))
 data("npz", "class-names-numeric", lambda p: b.npz(p.with_suffix(".npz"), class_names=np.arange(4)))
 data("npz", "too-few-class-names", lambda p: b.npz(p.with_suffix(".npz"), class_names=np.array(["a", "b"])))
-data("npz", "train-test-shape-mismatch", lambda p: b.npz(p.with_suffix(".npz"), test_images=np.zeros((16, 1, 4, 4), np.uint8)))
-data("npz", "member-bomb", lambda p: b.npz_member_bomb(p.with_suffix(".npz")), trace_memory=True, extras=[bounded_memory(64)])
+data(
+    "npz",
+    "train-test-shape-mismatch",
+    lambda p: b.npz(p.with_suffix(".npz"), test_images=np.zeros((16, 1, 4, 4), np.uint8)),
+)
+data(
+    "npz",
+    "member-bomb",
+    lambda p: b.npz_member_bomb(p.with_suffix(".npz")),
+    trace_memory=True,
+    extras=[bounded_memory(64)],
+)
 data("npz", "path-is-a-directory", lambda p: _mkdir(p.with_suffix(".npz")))
 
 # ---- image-folder
@@ -437,7 +633,11 @@ run("set-data.train_subset=0", "data.train_subset=0", needles=["train_subset"])
 run("set-split.removal_ratio_bound=1", "split.removal_ratio_bound=1", needles=["removal_ratio_bound"])
 run("set-ood-pool-missing", "split.out_of_domain={{pool: {d}/nowhere.npz, fraction: 0.1}}", needles=["nowhere.npz"])
 run("set-model_options.bogus=1", "students.0.model_options.bogus=1", needles=["bogus"])
-run("set-model_options.conv_channels=99999999", "mentor.model=c-mp-fc:8-s", "mentor.model_options.conv_channels=99999999")
+run(
+    "set-model_options.conv_channels=99999999",
+    "mentor.model=c-mp-fc:8-s",
+    "mentor.model_options.conv_channels=99999999",
+)
 run("set-model_options.fc_units=0", "students.0.model_options.fc_units=0", needles=["fc_units"])
 run("set-model_options.dropout=1.5", "mentor.model_options.dropout=1.5", needles=["dropout"])
 run("set-model_options.kernel_size=2", "mentor.model_options.kernel_size=2", needles=["kernel_size"])
@@ -447,8 +647,12 @@ run("duplicate-student-names", change=lambda c: c["students"].append(dict(c["stu
 run("no-students", change=_set("students", []), needles=["students"])
 run("unknown-pipeline", change=_set("pipeline", "magic"), needles=["magic"])
 run("train-block-not-a-mapping", change=_set("train", 5), needles=["train"])
-run("cache-dir-is-a-file", change=lambda c: c.update(cache_dir=c["output_dir"] + "-cache-file"),
-    outputs=["{d}/run", "{d}/run-cache-file"], prep=file_in_case("run-cache-file", "x"))
+run(
+    "cache-dir-is-a-file",
+    change=lambda c: c.update(cache_dir=c["output_dir"] + "-cache-file"),
+    outputs=["{d}/run", "{d}/run-cache-file"],
+    prep=file_in_case("run-cache-file", "x"),
+)
 # file values are strict (no coercion); --set strings still parse as YAML
 for _slug, _path, _value, _key in (
     ("yaml-epochs-string-'2'", "train.epochs", "2", "epochs"),
@@ -470,8 +674,11 @@ BAD_YAML = {
 }
 for _slug, _text in BAD_YAML.items():
     run(_slug, text=_text)
-run("yaml-python-object-apply-os.system", text=lambda a, d: f"name: !!python/object/apply:os.system ['touch {d}/marker']\n",
-    extras=[marker])
+run(
+    "yaml-python-object-apply-os.system",
+    text=lambda a, d: f"name: !!python/object/apply:os.system ['touch {d}/marker']\n",
+    extras=[marker],
+)
 
 
 def _billion_laughs(assets: Assets, d: Path) -> str:
@@ -482,20 +689,45 @@ def _billion_laughs(assets: Assets, d: Path) -> str:
     return text.replace("data:\n", "data:\n" + bomb, 1)
 
 
-run("yaml-billion-laughs", text=_billion_laughs, isolate=True)  # in-process, an earlier version hung the whole test process
+run(
+    "yaml-billion-laughs", text=_billion_laughs, isolate=True
+)  # in-process, an earlier version hung the whole test process
 run("yaml-20000-nested-lists", text=lambda a, d: "name: " + "[" * 20000 + "]" * 20000 + "\n")
-cmd("config/not-utf8", "run", "{d}/cfg.yaml", "--no-progress", prep=file_in_case("cfg.yaml", b"name: \xff\xfe\x00x\n"),
-    outputs=["{d}/run"])
+cmd(
+    "config/not-utf8",
+    "run",
+    "{d}/cfg.yaml",
+    "--no-progress",
+    prep=file_in_case("cfg.yaml", b"name: \xff\xfe\x00x\n"),
+    outputs=["{d}/run"],
+)
 cmd("config/missing-file", "run", "{d}/absent.yaml", "--no-progress", needles=["absent.yaml"])
 cmd("config/config-is-a-directory", "run", "{d}/cfgdir", "--no-progress", prep=dir_in_case("cfgdir"))
 # --out mistakes
-run("out-is-an-existing-file", args=["--out", "{d}/taken"], outputs=["{d}/taken", "{d}/run"],
-    prep=file_in_case("taken", "keep me\n"), needles=["taken"])
-run("out-under-a-regular-file", args=["--out", "{d}/file.txt/run"], outputs=["{d}/file.txt", "{d}/run"],
-    prep=file_in_case("file.txt", "x"))
-run("out-in-/proc", args=["--out", "/proc/deepmimic-reliability/run"], outputs=["/proc/deepmimic-reliability", "{d}/run"])
-run("output_dir-is-an-existing-file", change=lambda c: c.update(output_dir=c["output_dir"] + ".txt"), outputs=["{d}/run.txt"],
-    prep=file_in_case("run.txt", "keep me\n"))
+run(
+    "out-is-an-existing-file",
+    args=["--out", "{d}/taken"],
+    outputs=["{d}/taken", "{d}/run"],
+    prep=file_in_case("taken", "keep me\n"),
+    needles=["taken"],
+)
+run(
+    "out-under-a-regular-file",
+    args=["--out", "{d}/file.txt/run"],
+    outputs=["{d}/file.txt", "{d}/run"],
+    prep=file_in_case("file.txt", "x"),
+)
+run(
+    "out-in-/proc",
+    args=["--out", "/proc/deepmimic-reliability/run"],
+    outputs=["/proc/deepmimic-reliability", "{d}/run"],
+)
+run(
+    "output_dir-is-an-existing-file",
+    change=lambda c: c.update(output_dir=c["output_dir"] + ".txt"),
+    outputs=["{d}/run.txt"],
+    prep=file_in_case("run.txt", "keep me\n"),
+)
 
 # =========================================================================== architecture notation
 NOTATIONS = {
@@ -523,16 +755,51 @@ NOTATIONS = {
 }
 for _slug, (_notation, _needle) in NOTATIONS.items():
     run(f"notation/{_slug}", f"mentor.model={_notation}", needles=[_needle] if _needle else [])
-cmd("notation/absurd-conv-width[layers]", "layers", "c:99999999-s", "--in-shape", "1,8,8", "--classes", "4", needles=["99999999"])
-cmd("notation/absurd-fc-widths[layers]", "layers", "fc:99999999-fc:99999999-s", "--in-shape", "1,8,8", "--classes", "4", needles=["99999999"])
+cmd(
+    "notation/absurd-conv-width[layers]",
+    "layers",
+    "c:99999999-s",
+    "--in-shape",
+    "1,8,8",
+    "--classes",
+    "4",
+    needles=["99999999"],
+)
+cmd(
+    "notation/absurd-fc-widths[layers]",
+    "layers",
+    "fc:99999999-fc:99999999-s",
+    "--in-shape",
+    "1,8,8",
+    "--classes",
+    "4",
+    needles=["99999999"],
+)
 cmd("notation/absurd-repeat[layers]", "layers", "c999999999-s", "--in-shape", "1,8,8", "--classes", "4")
 cmd("notation/unknown-token[layers]", "layers", "c-zz-s", "--in-shape", "1,8,8", "--classes", "4", needles=["zz"])
 cmd("notation/unbalanced[layers]", "layers", "((c-s", "--in-shape", "1,8,8", "--classes", "4")
 cmd("notation/empty[layers]", "layers", "", "--in-shape", "1,8,8", "--classes", "4")
 cmd("notation/zero-width[layers]", "layers", "c:0-mp-s", "--in-shape", "1,8,8", "--classes", "4")
-cmd("notation/student-absurd[mimic]", "mimic", "--teacher", "{url}", "--option", "num_classes=4", "--data", "npz:{npz}",
-    "--student", "c:99999999-s", "--out", "{d}/mimic", "--epochs", "1", "--no-progress", outputs=["{d}/mimic"],
-    needles=["99999999"], extras=[no_query])
+cmd(
+    "notation/student-absurd[mimic]",
+    "mimic",
+    "--teacher",
+    "{url}",
+    "--option",
+    "num_classes=4",
+    "--data",
+    "npz:{npz}",
+    "--student",
+    "c:99999999-s",
+    "--out",
+    "{d}/mimic",
+    "--epochs",
+    "1",
+    "--no-progress",
+    outputs=["{d}/mimic"],
+    needles=["99999999"],
+    extras=[no_query],
+)
 
 # =========================================================================== layers / models
 LAYERS = {
@@ -561,10 +828,18 @@ TEACHERS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     "onnx-random-bytes": ("{d}/t.onnx", [], {"prep": file_in_case("t.onnx", bytes(range(256)) * 2)}),
     "onnx-empty-file": ("{d}/t.onnx", [], {"prep": file_in_case("t.onnx", b"")}),
     "onnx-wrong-input-shape": ("{wrong_onnx}", [], {}),
-    "http-closed-port-retries-0": ("{closed}", ["--option", "retries=0", "--option", "num_classes=4"], {"extras": [fast(10)]}),
+    "http-closed-port-retries-0": (
+        "{closed}",
+        ["--option", "retries=0", "--option", "num_classes=4"],
+        {"extras": [fast(10)]},
+    ),
     "http-closed-port-info-retries-0": ("{closed}", ["--option", "retries=0"], {"extras": [fast(10)]}),
     "http-no-host": ("http://", [], {}),
-    "http-bad-port-text": ("http://127.0.0.1:notaport/v1/predict", ["--option", "retries=0", "--option", "num_classes=4"], {}),
+    "http-bad-port-text": (
+        "http://127.0.0.1:notaport/v1/predict",
+        ["--option", "retries=0", "--option", "num_classes=4"],
+        {},
+    ),
     "onnx-unknown-option": ("{onnx}", ["--option", "colour=red"], {"needles": ["colour"]}),
     "http-unknown-option": ("{url}", ["--option", "layout=nhwc"], {"needles": ["layout"], "extras": [no_query]}),
     "option-without-value": ("{onnx}", ["--option", "novalue"], {"needles": ["novalue"]}),
@@ -582,11 +857,18 @@ TEACHERS: dict[str, tuple[str, list[str], dict[str, Any]]] = {
     "http-timeout-text": ("{url}", ["--option", "timeout=abc"], {"needles": ["timeout"], "extras": [no_query]}),
     "http-timeout-zero": ("{url}", ["--option", "timeout=0", "--option", "num_classes=4"], {"extras": [no_query]}),
     "http-timeout-nan": ("{url}", ["--option", "timeout=nan", "--option", "num_classes=4"], {"extras": [no_query]}),
-    "http-concurrency-zero": ("{url}", ["--option", "concurrency=0", "--option", "num_classes=4"], {"extras": [no_query]}),
+    "http-concurrency-zero": (
+        "{url}",
+        ["--option", "concurrency=0", "--option", "num_classes=4"],
+        {"extras": [no_query]},
+    ),
     "http-num-classes-zero": ("{url}", ["--option", "num_classes=0"], {"extras": [no_query]}),
     "http-budget-negative": ("{url}", ["--option", "budget=-5", "--option", "num_classes=4"], {"extras": [no_query]}),
-    "http-token-env-unset": ("{url}", ["--option", "token_env=DEEPMIMIC_RELIABILITY_UNSET", "--option", "num_classes=4"],
-                             {"needles": ["DEEPMIMIC_RELIABILITY_UNSET"], "extras": [no_query]}),
+    "http-token-env-unset": (
+        "{url}",
+        ["--option", "token_env=DEEPMIMIC_RELIABILITY_UNSET", "--option", "num_classes=4"],
+        {"needles": ["DEEPMIMIC_RELIABILITY_UNSET"], "extras": [no_query]},
+    ),
     "label-only-maybe": ("{onnx}", ["--option", "label_only=maybe"], {"needles": ["label_only"]}),
     "predictions-atol-text": ("{preds}", ["--option", "atol=abc"], {"needles": ["atol"]}),
     "predictions-unknown-option": ("{preds}", ["--option", "layout=nhwc"], {"needles": ["layout"]}),
@@ -601,18 +883,32 @@ def _corrupt_weights(assets: Assets, d: Path) -> Path:
 
 for _slug, (_teacher, _args, _kw) in TEACHERS.items():
     label(f"teacher/{_slug}[label]", *_args, teacher=_teacher, **_kw)
-for _slug in ("missing-file", "directory-not-a-run", "onnx-random-bytes", "onnx-wrong-input-shape", "http-closed-port-retries-0",
-              "onnx-unknown-option"):
+for _slug in (
+    "missing-file",
+    "directory-not-a-run",
+    "onnx-random-bytes",
+    "onnx-wrong-input-shape",
+    "http-closed-port-retries-0",
+    "onnx-unknown-option",
+):
     _teacher, _args, _kw = TEACHERS[_slug]
     mimic(f"teacher/{_slug}[mimic]", *_args, teacher=_teacher, **_kw)
 
 # =========================================================================== predictions files
 PREDICTIONS: dict[str, tuple[str, Callable[[Path, Path], Path], dict[str, Any]]] = {
-    "random-bytes-npy": ("p.npy", lambda p, d: b.random_bytes(p, 400), {"extras": [lacks("holds Python objects", "Python objects")]}),
+    "random-bytes-npy": (
+        "p.npy",
+        lambda p, d: b.random_bytes(p, 400),
+        {"extras": [lacks("holds Python objects", "Python objects")]},
+    ),
     "object-dtype-npy": ("p.npy", lambda p, d: b.malicious_npy(p, d / "marker"), {"extras": [marker]}),
     "empty-npy": ("p.npy", lambda p, d: b.empty_file(p), {}),
     "wrong-row-count": ("p.npy", lambda p, d: b.save_npy(p, b.probs(39)), {"needles": ["39"]}),
-    "nan": ("p.npy", lambda p, d: b.save_npy(p, np.where(np.arange(40)[:, None] == 5, np.nan, b.probs(40))), {"needles": ["NaN"]}),
+    "nan": (
+        "p.npy",
+        lambda p, d: b.save_npy(p, np.where(np.arange(40)[:, None] == 5, np.nan, b.probs(40))),
+        {"needles": ["NaN"]},
+    ),
     "infinity": ("p.npy", lambda p, d: b.save_npy(p, np.where(np.arange(40)[:, None] == 3, np.inf, b.probs(40))), {}),
     "negative": ("p.npy", lambda p, d: b.save_npy(p, b.probs(40) - 0.3), {"needles": ["negative"]}),
     "rows-not-summing-to-1": ("p.npy", lambda p, d: b.save_npy(p, b.probs(40) * 3), {"needles": ["sum"]}),
@@ -650,44 +946,150 @@ for _slug, (_name, _write, _kw) in PREDICTIONS.items():
     label(f"predictions/{_slug}[label]", teacher="{p}", prep=_prep, **_kw)
 for _slug in ("random-bytes-npy", "wrong-row-count", "rows-not-summing-to-1", "csv-with-text"):
     _name, _write, _kw = PREDICTIONS[_slug]
-    mimic(f"predictions/{_slug}[mimic]", teacher="{p}", prep=lambda a, d, _n=_name, _w=_write: {"p": str(_w(d / _n, d))}, **_kw)
+    mimic(
+        f"predictions/{_slug}[mimic]",
+        teacher="{p}",
+        prep=lambda a, d, _n=_name, _w=_write: {"p": str(_w(d / _n, d))},
+        **_kw,
+    )
 # (a predictions file answers --subset N <= its rows by row: valid; more rows than it has is not)
 mimic("predictions/subset-larger-than-its-rows[mimic]", "--subset", "41", teacher="{preds}", needles=["41"])
-mimic("predictions/three-classes-for-four-class-data[mimic]", teacher="{p}",
-      prep=lambda a, d: {"p": str(b.save_npy(d / "p3.npy", b.probs(40, k=3)))})
+mimic(
+    "predictions/three-classes-for-four-class-data[mimic]",
+    teacher="{p}",
+    prep=lambda a, d: {"p": str(b.save_npy(d / "p3.npy", b.probs(40, k=3)))},
+)
 
 # =========================================================================== label
-label("label/out-is-an-existing-directory", "--option", "num_classes=4", teacher="{url}", out="{d}/outdir",
-      outputs=["{d}/outdir", "{d}/outdir.querylog"], prep=file_in_case("outdir/keep.txt"),
-      extras=[no_query, fast(5)], needles=["outdir"])
-label("label/out-is-an-existing-directory[onnx]", teacher="{onnx}", out="{d}/outdir", outputs=["{d}/outdir", "{d}/outdir.querylog"],
-      prep=dir_in_case("outdir"), extras=[fast(5)])
-label("label/out-under-a-regular-file", "--option", "num_classes=4", teacher="{url}", out="{d}/file.txt/probs.npy",
-      outputs=["{d}/file.txt", "{d}/file.txt/probs.npy.querylog"], prep=file_in_case("file.txt", "x"),
-      extras=[no_query])
-label("label/out-in-/proc", "--option", "num_classes=4", teacher="{url}", out="/proc/deepmimic-reliability/probs.npy",
-      outputs=["/proc/deepmimic-reliability"], extras=[no_query])
+label(
+    "label/out-is-an-existing-directory",
+    "--option",
+    "num_classes=4",
+    teacher="{url}",
+    out="{d}/outdir",
+    outputs=["{d}/outdir", "{d}/outdir.querylog"],
+    prep=file_in_case("outdir/keep.txt"),
+    extras=[no_query, fast(5)],
+    needles=["outdir"],
+)
+label(
+    "label/out-is-an-existing-directory[onnx]",
+    teacher="{onnx}",
+    out="{d}/outdir",
+    outputs=["{d}/outdir", "{d}/outdir.querylog"],
+    prep=dir_in_case("outdir"),
+    extras=[fast(5)],
+)
+label(
+    "label/out-under-a-regular-file",
+    "--option",
+    "num_classes=4",
+    teacher="{url}",
+    out="{d}/file.txt/probs.npy",
+    outputs=["{d}/file.txt", "{d}/file.txt/probs.npy.querylog"],
+    prep=file_in_case("file.txt", "x"),
+    extras=[no_query],
+)
+label(
+    "label/out-in-/proc",
+    "--option",
+    "num_classes=4",
+    teacher="{url}",
+    out="/proc/deepmimic-reliability/probs.npy",
+    outputs=["/proc/deepmimic-reliability"],
+    extras=[no_query],
+)
 label("label/log-is-the-out-file", "--log", "{d}/probs.npy", needles=["log"])
-label("label/log-under-a-regular-file", "--log", "{d}/file.txt/q.log", outputs=["{d}/probs.npy", "{d}/file.txt"],
-      prep=file_in_case("file.txt", "x"))
-label("label/log-is-garbage", "--log", "{d}/q.log", outputs=["{d}/probs.npy", "{d}/q.log"],
-      prep=file_in_case("q.log", bytes(range(100))))
+label(
+    "label/log-under-a-regular-file",
+    "--log",
+    "{d}/file.txt/q.log",
+    outputs=["{d}/probs.npy", "{d}/file.txt"],
+    prep=file_in_case("file.txt", "x"),
+)
+label(
+    "label/log-is-garbage",
+    "--log",
+    "{d}/q.log",
+    outputs=["{d}/probs.npy", "{d}/q.log"],
+    prep=file_in_case("q.log", bytes(range(100))),
+)
 label("label/batch-size-0", "--batch-size", "0", needles=["--batch-size"])
 label("label/batch-size-negative", "--batch-size=-4", needles=["--batch-size"])
 label("label/budget-negative", "--budget=-1", needles=["--budget"])
 
 # =========================================================================== mimic
 mimic("mimic/bad-student-fails-before-onnx-teacher-is-queried", student="c-xx-s", needles=["xx"], extras=[fast(10)])
-mimic("mimic/bad-student-fails-before-http-teacher-is-queried", "--option", "num_classes=4", teacher="{url}", student="c-xx-s",
-      needles=["xx"], extras=[no_query])
+mimic(
+    "mimic/bad-student-fails-before-http-teacher-is-queried",
+    "--option",
+    "num_classes=4",
+    teacher="{url}",
+    student="c-xx-s",
+    needles=["xx"],
+    extras=[no_query],
+)
 mimic("mimic/bad-student-fails-before-predictions-are-read", teacher="{preds}", student="c-xx-s", needles=["xx"])
 mimic("mimic/unknown-preset-student", student="mnist-student-z")
-cmd("mimic/epochs-0", "mimic", "--teacher", "{url}", "--option", "num_classes=4", "--data", "npz:{npz}", "--student", "fc:8-s",
-    "--out", "{d}/mimic", "--epochs", "0", "--no-progress", outputs=["{d}/mimic"], needles=["epochs"], extras=[no_query])
-cmd("mimic/batch-size-0", "mimic", "--teacher", "{url}", "--option", "num_classes=4", "--data", "npz:{npz}", "--student", "fc:8-s",
-    "--out", "{d}/mimic", "--batch-size", "0", "--no-progress", outputs=["{d}/mimic"], needles=["batch"], extras=[no_query])
-cmd("mimic/lr-negative", "mimic", "--teacher", "{url}", "--option", "num_classes=4", "--data", "npz:{npz}", "--student", "fc:8-s",
-    "--out", "{d}/mimic", "--lr=-1", "--no-progress", outputs=["{d}/mimic"], needles=["lr"], extras=[no_query])
+cmd(
+    "mimic/epochs-0",
+    "mimic",
+    "--teacher",
+    "{url}",
+    "--option",
+    "num_classes=4",
+    "--data",
+    "npz:{npz}",
+    "--student",
+    "fc:8-s",
+    "--out",
+    "{d}/mimic",
+    "--epochs",
+    "0",
+    "--no-progress",
+    outputs=["{d}/mimic"],
+    needles=["epochs"],
+    extras=[no_query],
+)
+cmd(
+    "mimic/batch-size-0",
+    "mimic",
+    "--teacher",
+    "{url}",
+    "--option",
+    "num_classes=4",
+    "--data",
+    "npz:{npz}",
+    "--student",
+    "fc:8-s",
+    "--out",
+    "{d}/mimic",
+    "--batch-size",
+    "0",
+    "--no-progress",
+    outputs=["{d}/mimic"],
+    needles=["batch"],
+    extras=[no_query],
+)
+cmd(
+    "mimic/lr-negative",
+    "mimic",
+    "--teacher",
+    "{url}",
+    "--option",
+    "num_classes=4",
+    "--data",
+    "npz:{npz}",
+    "--student",
+    "fc:8-s",
+    "--out",
+    "{d}/mimic",
+    "--lr=-1",
+    "--no-progress",
+    outputs=["{d}/mimic"],
+    needles=["lr"],
+    extras=[no_query],
+)
 mimic("mimic/subset-0", "--subset", "0", needles=["subset"])
 mimic("mimic/subset-negative", "--subset=-3", needles=["subset"])
 mimic("mimic/subset-larger-than-data", "--subset", "1000", needles=["1000"])
@@ -701,7 +1103,17 @@ mimic("mimic/out-under-a-regular-file", out="{d}/file.txt/mimic", prep=file_in_c
 mimic("mimic/data-spec-unknown", data="imagenet:/nowhere", needles=["imagenet"])
 
 # =========================================================================== reproduce / demo / report
-REPRO = ["reproduce", "split-ratio", "--dataset", "mnist", "--data-dir", "{d}/nodata", "--out", "{d}/out", "--no-progress"]
+REPRO = [
+    "reproduce",
+    "split-ratio",
+    "--dataset",
+    "mnist",
+    "--data-dir",
+    "{d}/nodata",
+    "--out",
+    "{d}/out",
+    "--no-progress",
+]
 cmd("reproduce/subset-0", *REPRO, "--subset", "0", outputs=["{d}/out"], needles=["subset"])
 cmd("reproduce/subset-negative", *REPRO, "--subset=-5", outputs=["{d}/out"], needles=["subset"])
 cmd("reproduce/test-subset-0", *REPRO, "--test-subset", "0", outputs=["{d}/out"], needles=["subset"])
@@ -709,29 +1121,81 @@ cmd("reproduce/epochs-0", *REPRO, "--epochs", "0", outputs=["{d}/out"], needles=
 cmd("reproduce/seeds-0", *REPRO, "--seeds", "0", outputs=["{d}/out"], needles=["seeds"])
 cmd("reproduce/students-xyz", *REPRO, "--students", "xyz", outputs=["{d}/out"], needles=["students"])
 cmd("reproduce/missing-data-dir", *REPRO, outputs=["{d}/out"], needles=["nodata"])
-cmd("reproduce/out-is-an-existing-file", "reproduce", "split-ratio", "--dataset", "mnist", "--data-dir", "{d}/nodata",
-    "--out", "{d}/taken", "--no-progress", outputs=["{d}/taken"], prep=file_in_case("taken", "keep\n"))
+cmd(
+    "reproduce/out-is-an-existing-file",
+    "reproduce",
+    "split-ratio",
+    "--dataset",
+    "mnist",
+    "--data-dir",
+    "{d}/nodata",
+    "--out",
+    "{d}/taken",
+    "--no-progress",
+    outputs=["{d}/taken"],
+    prep=file_in_case("taken", "keep\n"),
+)
 DEMO = ["demo", "--no-progress", "--out", "{d}/demo"]
 cmd("demo/set-unknown-key", *DEMO, "--set", "bogus=1", outputs=["{d}/demo"], needles=["bogus"])
 cmd("demo/set-device-banana", *DEMO, "--set", "train.device=banana", outputs=["{d}/demo"], needles=["banana"])
 cmd("demo/set-students=5", *DEMO, "--set", "students=5", outputs=["{d}/demo"])
-cmd("demo/out-is-an-existing-file", "demo", "--no-progress", "--out", "{d}/taken", outputs=["{d}/taken"],
-    prep=file_in_case("taken", "keep\n"), needles=["taken"])
-cmd("demo/out-under-a-regular-file", "demo", "--no-progress", "--out", "{d}/f.txt/demo", outputs=["{d}/f.txt"],
-    prep=file_in_case("f.txt", "x"))
+cmd(
+    "demo/out-is-an-existing-file",
+    "demo",
+    "--no-progress",
+    "--out",
+    "{d}/taken",
+    outputs=["{d}/taken"],
+    prep=file_in_case("taken", "keep\n"),
+    needles=["taken"],
+)
+cmd(
+    "demo/out-under-a-regular-file",
+    "demo",
+    "--no-progress",
+    "--out",
+    "{d}/f.txt/demo",
+    outputs=["{d}/f.txt"],
+    prep=file_in_case("f.txt", "x"),
+)
 cmd("report/missing-folder", "report", "{d}/nowhere", outputs=["{d}/nowhere"], needles=["nowhere"])
 cmd("report/not-a-run-folder", "report", "{d}/empty", outputs=["{d}/empty"], prep=dir_in_case("empty"))
 cmd("report/a-regular-file", "report", "{d}/f.txt", outputs=["{d}/f.txt"], prep=file_in_case("f.txt", "x"))
-cmd("report/results-json-garbage", "report", "{d}/r", outputs=["{d}/r"],
-    prep=file_in_case("r/results.json", bytes(range(128, 256))))
-cmd("report/results-json-a-list", "report", "{d}/r", outputs=["{d}/r"],
-    prep=file_in_case("r/results.json", "[1, 2, 3]\n"))
-cmd("report/results-json-empty-object", "report", "{d}/r", outputs=["{d}/r"],
-    prep=file_in_case("r/results.json", "{}\n"))
-cmd("report/summary-json-garbage", "report", "{d}/r", outputs=["{d}/r"],
-    prep=file_in_case("r/summary.json", "{not json\n"))
-cmd("report/run-with-corrupt-metrics", "report", "{copy}", outputs=["{copy}"],
-    prep=lambda a, d: {"copy": str(_corrupt_metrics(a, d))})
+cmd(
+    "report/results-json-garbage",
+    "report",
+    "{d}/r",
+    outputs=["{d}/r"],
+    prep=file_in_case("r/results.json", bytes(range(128, 256))),
+)
+cmd(
+    "report/results-json-a-list",
+    "report",
+    "{d}/r",
+    outputs=["{d}/r"],
+    prep=file_in_case("r/results.json", "[1, 2, 3]\n"),
+)
+cmd(
+    "report/results-json-empty-object",
+    "report",
+    "{d}/r",
+    outputs=["{d}/r"],
+    prep=file_in_case("r/results.json", "{}\n"),
+)
+cmd(
+    "report/summary-json-garbage",
+    "report",
+    "{d}/r",
+    outputs=["{d}/r"],
+    prep=file_in_case("r/summary.json", "{not json\n"),
+)
+cmd(
+    "report/run-with-corrupt-metrics",
+    "report",
+    "{copy}",
+    outputs=["{copy}"],
+    prep=lambda a, d: {"copy": str(_corrupt_metrics(a, d))},
+)
 
 
 def _corrupt_metrics(assets: Assets, d: Path) -> Path:
@@ -746,37 +1210,168 @@ def _corrupt_metrics(assets: Assets, d: Path) -> Path:
 cmd("serve/missing-model", "serve", "{d}/nowhere", "--port", "0", needles=["nowhere"], seconds=15)
 cmd("serve/folder-not-a-run", "serve", "{d}/empty", "--port", "0", prep=dir_in_case("empty"), seconds=15)
 cmd("serve/run-root-not-a-stage", "serve", "{trained}", "--port", "0", seconds=15)
-cmd("serve/onnx-random-bytes", "serve", "{d}/m.onnx", "--port", "0", prep=file_in_case("m.onnx", bytes(range(256))), seconds=15)
+cmd(
+    "serve/onnx-random-bytes",
+    "serve",
+    "{d}/m.onnx",
+    "--port",
+    "0",
+    prep=file_in_case("m.onnx", bytes(range(256))),
+    seconds=15,
+)
 cmd("serve/port-70000", "serve", "{stage}", "--port", "70000", needles=["70000"], seconds=15)
 cmd("serve/port-negative", "serve", "{stage}", "--port=-1", needles=["-1"], seconds=15)
 cmd("serve/max-batch-0", "serve", "{stage}", "--port", "0", "--max-batch", "0", needles=["batch"], seconds=15)
-cmd("serve/token-env-unset", "serve", "{stage}", "--port", "0", "--token-env", "DEEPMIMIC_RELIABILITY_UNSET",
-    needles=["DEEPMIMIC_RELIABILITY_UNSET"])
-cmd("serve/onnx-mean-text", "serve", "{wrong_onnx}", "--port", "0", "--onnx-mean", "a,b", needles=["--onnx-mean"], seconds=15)
+cmd(
+    "serve/token-env-unset",
+    "serve",
+    "{stage}",
+    "--port",
+    "0",
+    "--token-env",
+    "DEEPMIMIC_RELIABILITY_UNSET",
+    needles=["DEEPMIMIC_RELIABILITY_UNSET"],
+)
+cmd(
+    "serve/onnx-mean-text",
+    "serve",
+    "{wrong_onnx}",
+    "--port",
+    "0",
+    "--onnx-mean",
+    "a,b",
+    needles=["--onnx-mean"],
+    seconds=15,
+)
 cmd("serve/onnx-std-zero", "serve", "{wrong_onnx}", "--port", "0", "--onnx-std", "0", needles=["std"], seconds=15)
-cmd("serve/corrupt-weights", "serve", "{copy}/mentor", "--port", "0", prep=lambda a, d: {"copy": str(_corrupt_weights(a, d))}, seconds=15)
-cmd("export/missing-checkpoint", "export", "{d}/nowhere", "--onnx", "{d}/m.onnx", outputs=["{d}/m.onnx"], needles=["nowhere"])
-cmd("export/folder-not-a-run", "export", "{d}/empty", "--onnx", "{d}/m.onnx", outputs=["{d}/m.onnx"],
-    prep=dir_in_case("empty"))
-cmd("export/run-root-not-a-stage", "export", "{trained}", "--bundle", "{d}/m.safetensors", outputs=["{d}/m.safetensors"])
-cmd("export/corrupt-weights", "export", "{copy}/mentor", "--onnx", "{d}/m.onnx", outputs=["{d}/m.onnx"],
-    prep=lambda a, d: {"copy": str(_corrupt_weights(a, d))})
+cmd(
+    "serve/corrupt-weights",
+    "serve",
+    "{copy}/mentor",
+    "--port",
+    "0",
+    prep=lambda a, d: {"copy": str(_corrupt_weights(a, d))},
+    seconds=15,
+)
+cmd(
+    "export/missing-checkpoint",
+    "export",
+    "{d}/nowhere",
+    "--onnx",
+    "{d}/m.onnx",
+    outputs=["{d}/m.onnx"],
+    needles=["nowhere"],
+)
+cmd(
+    "export/folder-not-a-run",
+    "export",
+    "{d}/empty",
+    "--onnx",
+    "{d}/m.onnx",
+    outputs=["{d}/m.onnx"],
+    prep=dir_in_case("empty"),
+)
+cmd(
+    "export/run-root-not-a-stage", "export", "{trained}", "--bundle", "{d}/m.safetensors", outputs=["{d}/m.safetensors"]
+)
+cmd(
+    "export/corrupt-weights",
+    "export",
+    "{copy}/mentor",
+    "--onnx",
+    "{d}/m.onnx",
+    outputs=["{d}/m.onnx"],
+    prep=lambda a, d: {"copy": str(_corrupt_weights(a, d))},
+)
 # (An export into a missing folder creates it, as run folders are created: not a mistake.)
-cmd("export/onnx-under-a-file", "export", "{stage}", "--onnx", "{d}/file/m.onnx", outputs=["{d}/file/m.onnx"],
-    prep=lambda a, d: (d / "file").write_text("x") and None)
-cmd("export/onnx-onto-an-existing-folder", "export", "{stage}", "--onnx", "{d}/taken", outputs=["{d}/taken"],
-    prep=dir_in_case("taken"))
-cmd("export/bundle-onto-an-existing-folder", "export", "{stage}", "--bundle", "{d}/taken", outputs=["{d}/taken"],
-    prep=dir_in_case("taken"))
-cmd("export/onnx-under-a-regular-file", "export", "{stage}", "--onnx", "{d}/f.txt/m.onnx", outputs=["{d}/f.txt"],
-    prep=file_in_case("f.txt", "x"))
-cmd("export/torchscript-in-/proc", "export", "{stage}", "--torchscript", "/proc/deepmimic-reliability/m.pt",
-    outputs=["/proc/deepmimic-reliability"])
-cmd("export/batch-size-0", "export", "{stage}", "--onnx", "{d}/m.onnx", "--batch-size", "0", outputs=["{d}/m.onnx"], needles=["batch"])
-cmd("export/batch-size-10^9", "export", "{stage}", "--onnx", "{d}/m.onnx", "--batch-size", "1000000000", outputs=["{d}/m.onnx"],
-    needles=["batch"])
-cmd("export/opset-1", "export", "{stage}", "--onnx", "{d}/m.onnx", "--opset", "1", outputs=["{d}/m.onnx"], needles=["opset"])
-cmd("export/opset-999", "export", "{stage}", "--onnx", "{d}/m.onnx", "--opset", "999", outputs=["{d}/m.onnx"], needles=["opset"])
+cmd(
+    "export/onnx-under-a-file",
+    "export",
+    "{stage}",
+    "--onnx",
+    "{d}/file/m.onnx",
+    outputs=["{d}/file/m.onnx"],
+    prep=lambda a, d: (d / "file").write_text("x") and None,
+)
+cmd(
+    "export/onnx-onto-an-existing-folder",
+    "export",
+    "{stage}",
+    "--onnx",
+    "{d}/taken",
+    outputs=["{d}/taken"],
+    prep=dir_in_case("taken"),
+)
+cmd(
+    "export/bundle-onto-an-existing-folder",
+    "export",
+    "{stage}",
+    "--bundle",
+    "{d}/taken",
+    outputs=["{d}/taken"],
+    prep=dir_in_case("taken"),
+)
+cmd(
+    "export/onnx-under-a-regular-file",
+    "export",
+    "{stage}",
+    "--onnx",
+    "{d}/f.txt/m.onnx",
+    outputs=["{d}/f.txt"],
+    prep=file_in_case("f.txt", "x"),
+)
+cmd(
+    "export/torchscript-in-/proc",
+    "export",
+    "{stage}",
+    "--torchscript",
+    "/proc/deepmimic-reliability/m.pt",
+    outputs=["/proc/deepmimic-reliability"],
+)
+cmd(
+    "export/batch-size-0",
+    "export",
+    "{stage}",
+    "--onnx",
+    "{d}/m.onnx",
+    "--batch-size",
+    "0",
+    outputs=["{d}/m.onnx"],
+    needles=["batch"],
+)
+cmd(
+    "export/batch-size-10^9",
+    "export",
+    "{stage}",
+    "--onnx",
+    "{d}/m.onnx",
+    "--batch-size",
+    "1000000000",
+    outputs=["{d}/m.onnx"],
+    needles=["batch"],
+)
+cmd(
+    "export/opset-1",
+    "export",
+    "{stage}",
+    "--onnx",
+    "{d}/m.onnx",
+    "--opset",
+    "1",
+    outputs=["{d}/m.onnx"],
+    needles=["opset"],
+)
+cmd(
+    "export/opset-999",
+    "export",
+    "{stage}",
+    "--onnx",
+    "{d}/m.onnx",
+    "--opset",
+    "999",
+    outputs=["{d}/m.onnx"],
+    needles=["opset"],
+)
 
 
 def _check_ids() -> None:

@@ -24,7 +24,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 import time
 import traceback
 import tracemalloc
@@ -123,7 +122,10 @@ def guarded(seconds: float, headroom_bytes: int = 2 << 30) -> Iterator[None]:
 
 
 def run_in_process(
-    argv: Sequence[str], capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture, seconds: float = 10.0,
+    argv: Sequence[str],
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    seconds: float = 10.0,
     trace_memory: bool = False,
 ) -> Outcome:
     """``deepmimic.cli.main(argv)`` with stdout/stderr captured at the file-descriptor level.
@@ -177,9 +179,23 @@ def run_in_process(
 
 def subprocess_env() -> dict[str, str]:
     """The environment of a real command: no torchrun variables, no tokens, tests' warnings filters off."""
-    env = {k: v for k, v in os.environ.items() if k not in {"RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
-                                                             "MASTER_PORT", "TORCHELASTIC_RUN_ID", "DEEPMIMIC_TEACHER_TOKEN",
-                                                             "DEEPMIMIC_SERVE_TOKEN", "PYTHONWARNINGS"}}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k
+        not in {
+            "RANK",
+            "WORLD_SIZE",
+            "LOCAL_RANK",
+            "LOCAL_WORLD_SIZE",
+            "MASTER_ADDR",
+            "MASTER_PORT",
+            "TORCHELASTIC_RUN_ID",
+            "DEEPMIMIC_TEACHER_TOKEN",
+            "DEEPMIMIC_SERVE_TOKEN",
+            "PYTHONWARNINGS",
+        }
+    }
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -191,7 +207,9 @@ def _limit_address_space(limit: int) -> Callable[[], None]:
     return apply
 
 
-def run_subprocess(command: Sequence[str], cwd: Path, seconds: float = 60.0, address_space: int | None = None) -> Outcome:
+def run_subprocess(
+    command: Sequence[str], cwd: Path, seconds: float = 60.0, address_space: int | None = None
+) -> Outcome:
     """A real process (``.venv/bin/deepmimic ...`` or ``python -m deepmimic ...``), killed after ``seconds``.
 
     ``address_space``: a cap (bytes) on the child's address space, for cases that would allocate absurd amounts.
@@ -199,8 +217,15 @@ def run_subprocess(command: Sequence[str], cwd: Path, seconds: float = 60.0, add
     start = time.perf_counter()
     limit = _limit_address_space(address_space) if address_space else None
     try:
-        proc = subprocess.run(list(command), cwd=cwd, capture_output=True, text=True, timeout=seconds, env=subprocess_env(),
-                              preexec_fn=limit)
+        proc = subprocess.run(
+            list(command),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=seconds,
+            env=subprocess_env(),
+            preexec_fn=limit,
+        )
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode() if isinstance(exc.stdout, bytes) else (exc.stdout or "")
         err = exc.stderr.decode() if isinstance(exc.stderr, bytes) else (exc.stderr or "")
@@ -213,7 +238,8 @@ def run_subprocess(command: Sequence[str], cwd: Path, seconds: float = 60.0, add
 
 
 def snapshot(path: Path) -> object:
-    """A comparable picture of ``path``: None when absent, else kinds, sizes and content hashes of everything under it."""
+    """A comparable picture of ``path``: None when absent, else kinds, sizes and content hashes of
+    everything under it."""
     if not os.path.lexists(path):
         return None
     if path.is_symlink():
@@ -319,6 +345,8 @@ def peak_memory_below(mb: float) -> Check:
 
     def check(outcome: Outcome) -> None:
         assert outcome.traced_peak_mb is not None, "memory was not traced"
-        assert outcome.traced_peak_mb < mb, f"peak traced memory {outcome.traced_peak_mb:.0f} MiB, expected below {mb:g} MiB"
+        assert outcome.traced_peak_mb < mb, (
+            f"peak traced memory {outcome.traced_peak_mb:.0f} MiB, expected below {mb:g} MiB"
+        )
 
     return check

@@ -20,8 +20,12 @@ from reliability.harness import check_outcome, run_in_process, run_subprocess, s
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input(
-    case: Case, assets: Assets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+    case: Case,
+    assets: Assets,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     if case.needs_no_cuda and torch.cuda.is_available():
         pytest.skip("names a CUDA device; this machine has one")
@@ -31,8 +35,12 @@ def test_bad_input(
     spec = case.build(assets, work)
     before = {path: snapshot(path) for path in spec.outputs}
     if case.isolate:
-        outcome = run_subprocess([sys.executable, "-m", "deepmimic", *spec.argv], cwd=tmp_path, seconds=30 + spec.seconds,
-                                 address_space=3 << 30)
+        outcome = run_subprocess(
+            [sys.executable, "-m", "deepmimic", *spec.argv],
+            cwd=tmp_path,
+            seconds=30 + spec.seconds,
+            address_space=3 << 30,
+        )
     else:
         outcome = run_in_process(spec.argv, capfd, caplog, seconds=spec.seconds, trace_memory=spec.trace_memory)
     check_outcome(outcome, spec, before, roots=[tmp_path, assets.root])

@@ -11,7 +11,6 @@ equal those of an uninterrupted run of the same config (run alongside, in its ow
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import subprocess
@@ -90,15 +89,32 @@ def test_two_sigkills_and_resumes_give_the_uninterrupted_result(tmp_path: Path) 
     try:
         first = _start(crashed_cfg, resume=False, log=log)
         procs.append(first)
-        what = [_kill_at(first, tmp_path / "crashed" / "mentor" / "metrics.jsonl", rng.randint(1, EPOCHS - 1), rng.uniform(0, 0.15), deadline)]
+        what = [
+            _kill_at(
+                first,
+                tmp_path / "crashed" / "mentor" / "metrics.jsonl",
+                rng.randint(1, EPOCHS - 1),
+                rng.uniform(0, 0.15),
+                deadline,
+            )
+        ]
         second = _start(crashed_cfg, resume=True, log=log)
         procs.append(second)
-        what.append(_kill_at(second, tmp_path / "crashed" / "students" / "student" / "metrics.jsonl", rng.randint(1, EPOCHS - 1),
-                             rng.uniform(0, 0.15), deadline))
+        what.append(
+            _kill_at(
+                second,
+                tmp_path / "crashed" / "students" / "student" / "metrics.jsonl",
+                rng.randint(1, EPOCHS - 1),
+                rng.uniform(0, 0.15),
+                deadline,
+            )
+        )
         third = _start(crashed_cfg, resume=True, log=log)
         procs.append(third)
         assert third.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, f"{what}\n{log.read_text()[-3000:]}"
-        assert baseline.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, (tmp_path / "baseline.log").read_text()[-3000:]
+        assert baseline.wait(timeout=max(1.0, deadline - time.monotonic())) == 0, (
+            tmp_path / "baseline.log"
+        ).read_text()[-3000:]
     finally:
         for proc in procs:
             if proc.poll() is None:
@@ -113,7 +129,12 @@ def test_two_sigkills_and_resumes_give_the_uninterrupted_result(tmp_path: Path) 
     theirs = json.loads((tmp_path / "baseline" / "results.json").read_text())
     assert ours["mentor"]["accuracy"] == theirs["mentor"]["accuracy"], what
     assert [s["accuracy"] for s in ours["students"]] == [s["accuracy"] for s in theirs["students"]], what
-    assert ours["mentor"]["loss"] == theirs["mentor"]["loss"] and ours["students"][0]["loss"] == theirs["students"][0]["loss"], what
+    assert (
+        ours["mentor"]["loss"] == theirs["mentor"]["loss"]
+        and ours["students"][0]["loss"] == theirs["students"][0]["loss"]
+    ), what
     for stage in ("mentor", "students/student"):
-        assert _lines(tmp_path / "crashed" / stage / "metrics.jsonl") == EPOCHS, f"{stage}: metrics.jsonl should hold one line per epoch"
+        assert _lines(tmp_path / "crashed" / stage / "metrics.jsonl") == EPOCHS, (
+            f"{stage}: metrics.jsonl should hold one line per epoch"
+        )
     print("kill points:", what)

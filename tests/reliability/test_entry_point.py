@@ -30,7 +30,9 @@ BY_ID = {case.id: case for case in CASES}
 
 
 @pytest.fixture(scope="module")
-def outcomes(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Spec, dict[Path, object], Outcome, Path]]:
+def outcomes(
+    assets: Assets, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[Spec, dict[Path, object], Outcome, Path]]:
     """Build every chosen case in its own folder, then run all of them at once."""
     prepared = []
     for case_id, launcher in CHOSEN.items():
@@ -49,11 +51,18 @@ def outcomes(assets: Assets, tmp_path_factory: pytest.TempPathFactory) -> dict[s
 
     with ThreadPoolExecutor(max_workers=len(prepared)) as pool:
         results = list(pool.map(start, prepared))
-    return {case_id: (spec, before, outcome, folder) for (case_id, _, spec, before, folder), outcome in zip(prepared, results)}
+    return {
+        case_id: (spec, before, outcome, folder)
+        for (case_id, _, spec, before, folder), outcome in zip(prepared, results)
+    }
 
 
-@pytest.mark.parametrize("case_id", list(CHOSEN), ids=[f"{cid}[{'script' if CHOSEN[cid] is SCRIPT else 'python -m'}]" for cid in CHOSEN])
-def test_real_entry_point(case_id: str, outcomes: dict[str, tuple[Spec, dict[Path, object], Outcome, Path]], assets: Assets) -> None:
+@pytest.mark.parametrize(
+    "case_id", list(CHOSEN), ids=[f"{cid}[{'script' if CHOSEN[cid] is SCRIPT else 'python -m'}]" for cid in CHOSEN]
+)
+def test_real_entry_point(
+    case_id: str, outcomes: dict[str, tuple[Spec, dict[Path, object], Outcome, Path]], assets: Assets
+) -> None:
     spec, before, outcome, folder = outcomes[case_id]
     check_outcome(outcome, spec, before, roots=[folder, assets.root])
 

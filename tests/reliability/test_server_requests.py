@@ -31,7 +31,9 @@ def _predict(images: torch.Tensor) -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def client() -> TestClient:
-    app = create_app(_predict, num_classes=K, in_shape=IN_SHAPE, model_name="tiny", max_batch=8, max_body_bytes=2_000_000)
+    app = create_app(
+        _predict, num_classes=K, in_shape=IN_SHAPE, model_name="tiny", max_batch=8, max_body_bytes=2_000_000
+    )
     return TestClient(app)
 
 
@@ -120,6 +122,8 @@ def test_hostile_body_gets_a_4xx_with_one_line_detail(client: TestClient, name: 
 
 @pytest.mark.parametrize("length", ["-1", "abc", "1e3", " ", "99999999999999999999999999"])
 def test_bad_content_length_is_a_4xx(client: TestClient, length: str) -> None:
-    response = client.post("/v1/predict", content=_images(), headers={"content-type": "application/json", "content-length": length})
+    response = client.post(
+        "/v1/predict", content=_images(), headers={"content-type": "application/json", "content-length": length}
+    )
     assert 400 <= response.status_code < 500, f"Content-Length {length!r}: {response.status_code} {response.text[:200]}"
     assert set(response.json()) == {"detail"}

@@ -29,7 +29,13 @@ def test_saved_examples_load_back_and_draw(tmp_path: Path, channels: int) -> Non
     labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
     mentor = labels.clone()
     student = torch.tensor([0, 2, 2, 1, 1, 2, 0, 0])
-    save_examples(tmp_path / "examples.npz", images, labels, mentor, {"Student-A": (student, pick_examples(labels, mentor, student))})
+    save_examples(
+        tmp_path / "examples.npz",
+        images,
+        labels,
+        mentor,
+        {"Student-A": (student, pick_examples(labels, mentor, student))},
+    )
     examples = load_examples(tmp_path)
     assert examples is not None
     stored = examples.students[0]

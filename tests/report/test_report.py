@@ -15,7 +15,7 @@ from PIL import Image
 
 from deepmimic.errors import ConfigError, DataError
 from deepmimic.io_utils import slugify
-from deepmimic.report import build_report
+from deepmimic.report.build import build_report
 from deepmimic.report.loading import load_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -25,17 +25,34 @@ SRC = Path(__file__).resolve().parents[2] / "src"
 def _model(name: str, accuracy: float, k: int = 3, **extra: Any) -> dict[str, Any]:
     right = int(round(accuracy * 10))
     confusion = [[right if i == j else (10 - right if j == (i + 1) % k else 0) for j in range(k)] for i in range(k)]
-    return {"name": name, "model": name.lower(), "architecture": "c-mp-fc2-s", "method": "soft_label",
-            "parameters": 1234, "macs": 5678, "loss": 0.5, "accuracy": accuracy, "train_time_s": 1.5,
-            "epochs": 4, "confusion": confusion, **extra}
+    return {
+        "name": name,
+        "model": name.lower(),
+        "architecture": "c-mp-fc2-s",
+        "method": "soft_label",
+        "parameters": 1234,
+        "macs": 5678,
+        "loss": 0.5,
+        "accuracy": accuracy,
+        "train_time_s": 1.5,
+        "epochs": 4,
+        "confusion": confusion,
+        **extra,
+    }
 
 
 def _metrics(path: Path, epochs: int, *, start_acc: float, eval_every: int = 1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     lines = []
     for epoch in range(1, epochs + 1):
-        row: dict[str, Any] = {"epoch": epoch, "lr": 0.1, "train_loss": 1.0 / epoch, "train_ce": 1.0 / epoch,
-                               "epoch_time_s": 0.5, "images_per_s": 1000.0}
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "lr": 0.1,
+            "train_loss": 1.0 / epoch,
+            "train_ce": 1.0 / epoch,
+            "epoch_time_s": 0.5,
+            "images_per_s": 1000.0,
+        }
         if epoch % eval_every == 0:
             row["test_loss"] = 1.2 / epoch
             row["test_accuracy"] = min(1.0, start_acc + 0.05 * epoch)
@@ -47,27 +64,57 @@ def write_deepmimic_run(root: Path) -> Path:
     """A small finished DeepMimic run: mentor + Student-A + Student-B, 3 classes, paper numbers."""
     run = root / "dm-run"
     run.mkdir()
-    students = [_model("Student-A", 0.8, relative_accuracy=0.889, agreement=0.9),
-                _model("Student-B", 0.7, relative_accuracy=0.778, agreement=0.8)]
+    students = [
+        _model("Student-A", 0.8, relative_accuracy=0.889, agreement=0.9),
+        _model("Student-B", 0.7, relative_accuracy=0.778, agreement=0.8),
+    ]
     results = {
         "name": "tiny-demo",
         "command": "deepmimic run configs/tiny.yaml --out runs/tiny",
-        "data": {"name": "blobs", "labeled": 60, "unlabeled": 240, "test": 30, "train_subset": None,
-                 "test_subset": None, "normalizer": {"mean": [0.5], "std": [0.25]}},
+        "data": {
+            "name": "blobs",
+            "labeled": 60,
+            "unlabeled": 240,
+            "test": 30,
+            "train_subset": None,
+            "test_subset": None,
+            "normalizer": {"mean": [0.5], "std": [0.25]},
+        },
         "mentor": _model("Mentor", 0.9, method="supervised"),
         "soft_labels": {"key": "ab" * 32, "cached": False, "time_s": 0.1},
         "students": students,
         "wall_time_s": 12.5,
-        "environment": {"python": "3.11.7", "torch": "2.13.0+cpu", "device": "cpu", "threads": 2, "platform": "Linux-test"},
-        "paper": {"source": "DeepMimic paper, Table 1 (MNIST)", "accuracy": {"Mentor": 97.46, "Student-A": 97.38, "Student-B": 97.17},
-                  "relative_accuracy": {"Student-A": 99.91, "Student-B": 99.7}},
+        "environment": {
+            "python": "3.11.7",
+            "torch": "2.13.0+cpu",
+            "device": "cpu",
+            "threads": 2,
+            "platform": "Linux-test",
+        },
+        "paper": {
+            "source": "DeepMimic paper, Table 1 (MNIST)",
+            "accuracy": {"Mentor": 97.46, "Student-A": 97.38, "Student-B": 97.17},
+            "relative_accuracy": {"Student-A": 99.91, "Student-B": 99.7},
+        },
     }
     (run / "results.json").write_text(json.dumps(results), encoding="utf-8")
-    train = {"epochs": 4, "batch_size": 16, "optimizer": "sgd", "lr": 0.1, "schedule": "cosine", "augment": "none", "seed": 7}
-    config = {"name": "tiny-demo", "output_dir": "runs/tiny", "data": {"name": "blobs"},
-              "split": {"labeled_fraction": 0.2, "seed": 3},
-              "mentor": {"name": "Mentor", "train": train},
-              "students": [{"name": s["name"], "train": {**train, "seed": 11}} for s in students]}
+    train = {
+        "epochs": 4,
+        "batch_size": 16,
+        "optimizer": "sgd",
+        "lr": 0.1,
+        "schedule": "cosine",
+        "augment": "none",
+        "seed": 7,
+    }
+    config = {
+        "name": "tiny-demo",
+        "output_dir": "runs/tiny",
+        "data": {"name": "blobs"},
+        "split": {"labeled_fraction": 0.2, "seed": 3},
+        "mentor": {"name": "Mentor", "train": train},
+        "students": [{"name": s["name"], "train": {**train, "seed": 11}} for s in students],
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     _metrics(run / "mentor" / "metrics.jsonl", 4, start_acc=0.6)
     for student in students:
@@ -80,17 +127,71 @@ def write_feed_run(root: Path) -> Path:
     run = root / "feed-run"
     run.mkdir()
     rows = [
-        {"name": "Scratch (seed 0)", "kind": "scratch", "accuracy": 0.8, "error": 0.2, "loss": 0.6, "parameters": 999, "train_time_s": 2.0, "seed": 0},
-        {"name": "Scratch (seed 1)", "kind": "scratch", "accuracy": 0.78, "error": 0.22, "loss": 0.62, "parameters": 999, "train_time_s": 2.1, "seed": 1},
-        {"name": "Ensemble of 2", "kind": "ensemble", "accuracy": 0.83, "error": 0.17, "parameters": 1998, "seed": None},
-        {"name": "sFEED stack 2", "kind": "sfeed", "accuracy": 0.82, "error": 0.18, "loss": 0.55, "parameters": 999, "train_time_s": 3.0, "seed": 102},
+        {
+            "name": "Scratch (seed 0)",
+            "kind": "scratch",
+            "accuracy": 0.8,
+            "error": 0.2,
+            "loss": 0.6,
+            "parameters": 999,
+            "train_time_s": 2.0,
+            "seed": 0,
+        },
+        {
+            "name": "Scratch (seed 1)",
+            "kind": "scratch",
+            "accuracy": 0.78,
+            "error": 0.22,
+            "loss": 0.62,
+            "parameters": 999,
+            "train_time_s": 2.1,
+            "seed": 1,
+        },
+        {
+            "name": "Ensemble of 2",
+            "kind": "ensemble",
+            "accuracy": 0.83,
+            "error": 0.17,
+            "parameters": 1998,
+            "seed": None,
+        },
+        {
+            "name": "sFEED stack 2",
+            "kind": "sfeed",
+            "accuracy": 0.82,
+            "error": 0.18,
+            "loss": 0.55,
+            "parameters": 999,
+            "train_time_s": 3.0,
+            "seed": 102,
+        },
     ]
-    results = {"name": "tiny-feed", "command": None, "model": "resnet8", "data": {"name": "blobs", "train": 300, "test": 30},
-               "rows": rows, "wall_time_s": 9.0, "environment": {"python": "3.11.7", "torch": "2.13.0+cpu", "device": "cpu", "threads": 2},
-               "agreement_scratch0_vs_ensemble": 0.93}
+    results = {
+        "name": "tiny-feed",
+        "command": None,
+        "model": "resnet8",
+        "data": {"name": "blobs", "train": 300, "test": 30},
+        "rows": rows,
+        "wall_time_s": 9.0,
+        "environment": {"python": "3.11.7", "torch": "2.13.0+cpu", "device": "cpu", "threads": 2},
+        "agreement_scratch0_vs_ensemble": 0.93,
+    }
     (run / "results.json").write_text(json.dumps(results), encoding="utf-8")
-    config = {"pipeline": "feed", "name": "tiny-feed", "output_dir": "runs/tiny-feed", "data": {"name": "blobs"},
-              "train": {"epochs": 4, "batch_size": 16, "optimizer": "sgd", "lr": 0.1, "schedule": "cosine", "augment": "none", "seed": 0}}
+    config = {
+        "pipeline": "feed",
+        "name": "tiny-feed",
+        "output_dir": "runs/tiny-feed",
+        "data": {"name": "blobs"},
+        "train": {
+            "epochs": 4,
+            "batch_size": 16,
+            "optimizer": "sgd",
+            "lr": 0.1,
+            "schedule": "cosine",
+            "augment": "none",
+            "seed": 0,
+        },
+    }
     (run / "config.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     for row in rows:
         if row["kind"] != "ensemble":
@@ -220,8 +321,17 @@ def test_corrupt_config_yaml_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_report_package_does_not_import_the_engine() -> None:
-    code = ("import deepmimic.report, sys; "
-            "bad = [m for m in sys.modules if m.split('.')[:2] in (['deepmimic', 'engine'], ['deepmimic', 'pipelines'], ['deepmimic', 'methods'])]; "
-            "assert not bad, bad")
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(SRC)}, capture_output=True, text=True, timeout=120)
+    code = (
+        "import deepmimic.report, sys; "
+        "bad = [m for m in sys.modules if m.split('.')[:2] in "
+        "(['deepmimic', 'engine'], ['deepmimic', 'pipelines'], ['deepmimic', 'methods'])]; "
+        "assert not bad, bad"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr

@@ -33,7 +33,9 @@ K = 4
 def trained() -> TrainedModel:
     torch.manual_seed(0)
     model = create_model("c-mp-fc-s", IN_SHAPE, K, conv_channels=4, fc_units=8).eval()
-    return TrainedModel(model, Normalizer((0.3,), (0.2,)), K, IN_SHAPE, "tiny", "c-mp-fc-s", {"conv_channels": 4, "fc_units": 8})
+    return TrainedModel(
+        model, Normalizer((0.3,), (0.2,)), K, IN_SHAPE, "tiny", "c-mp-fc-s", {"conv_channels": 4, "fc_units": 8}
+    )
 
 
 def _client(trained: TrainedModel, **kw: object) -> TestClient:
@@ -90,11 +92,17 @@ def _body(**images: object) -> dict:
         (json.dumps(_body(shape=[2, 1, 16, 16])).encode(), 422, "this model takes 1x8x8"),
         (json.dumps(_body(data="@@@not base64@@@")).encode(), 422, "not valid base64"),
         (json.dumps(_body(data=12)).encode(), 422, "must be a base64 string"),
-        (json.dumps(_body(data=base64.b64encode(bytes(100)).decode())).encode(), 422, "holds 100 bytes; shape [2, 1, 8, 8] needs 128"),
+        (
+            json.dumps(_body(data=base64.b64encode(bytes(100)).decode())).encode(),
+            422,
+            "holds 100 bytes; shape [2, 1, 8, 8] needs 128",
+        ),
         (json.dumps(_body(shape=[9, 1, 8, 8])).encode(), 413, "batch of 9 images exceeds the limit of 8"),
     ],
 )
-def test_malformed_requests_get_a_4xx_with_a_detail(trained: TrainedModel, content: bytes, status: int, detail: str) -> None:
+def test_malformed_requests_get_a_4xx_with_a_detail(
+    trained: TrainedModel, content: bytes, status: int, detail: str
+) -> None:
     client = _client(trained, max_batch=8)
     response = client.post("/v1/predict", content=content, headers={"content-type": "application/json"})
     assert response.status_code == status, response.text
@@ -116,7 +124,10 @@ def test_body_over_the_limit_is_413(trained: TrainedModel) -> None:
 def test_token_is_required_when_configured(trained: TrainedModel) -> None:
     client = _client(trained, token="s3cret")
     body = encode_images(_images(2))
-    for path, call in (("/v1/info", lambda **kw: client.get("/v1/info", **kw)), ("/v1/predict", lambda **kw: client.post("/v1/predict", json=body, **kw))):
+    for path, call in (
+        ("/v1/info", lambda **kw: client.get("/v1/info", **kw)),
+        ("/v1/predict", lambda **kw: client.post("/v1/predict", json=body, **kw)),
+    ):
         missing = call()
         assert missing.status_code == 401 and missing.json()["detail"] == "missing bearer token", path
         assert missing.headers["www-authenticate"] == "Bearer"
@@ -171,7 +182,14 @@ def test_predictors_for_bundles_and_onnx_files(trained: TrainedModel, tmp_path: 
     foreign = tmp_path / "foreign.onnx"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(Plain().eval(), (torch.zeros(4, *IN_SHAPE),), str(foreign), input_names=["x"], output_names=["out"], dynamo=False)
+        torch.onnx.export(
+            Plain().eval(),
+            (torch.zeros(4, *IN_SHAPE),),
+            str(foreign),
+            input_names=["x"],
+            output_names=["out"],
+            dynamo=False,
+        )
     plain = load_predictor(foreign, onnx_mean=[0.3], onnx_std=[0.2])
     assert (plain.num_classes, plain.in_shape) == (K, IN_SHAPE)
     assert torch.allclose(plain.predict(images), expected, atol=1e-5)  # 6 images in chunks of 4, softmax applied
@@ -212,7 +230,10 @@ def test_real_socket_round_trip(trained: TrainedModel) -> None:
             time.sleep(0.02)
         images = _images(3, seed=7)
         response = httpx.post(
-            f"http://127.0.0.1:{port}/v1/predict", json=encode_images(images), headers={"Authorization": "Bearer tok"}, timeout=5
+            f"http://127.0.0.1:{port}/v1/predict",
+            json=encode_images(images),
+            headers={"Authorization": "Bearer tok"},
+            timeout=5,
         )
         assert response.status_code == 200
         assert torch.allclose(torch.tensor(response.json()["probs"]), trained.probs(images), atol=1e-7)

@@ -8,7 +8,6 @@ app (TestClient re-raises those), and the app keeps answering valid requests aft
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import logging
 import socket
@@ -117,7 +116,11 @@ HOSTILE = {
     "top-level array": (b"[1, 2]", 422, "got an array"),
     "top-level string": (b'"images"', 422, "got a string"),
     "images null": (b'{"images": null}', 422, "'images' must be an object with 'shape', 'dtype' and 'data', got null"),
-    "all fields null": (_images_json(shape="null", dtype="null", data="null"), 422, "four positive integers [B, C, H, W], got null"),
+    "all fields null": (
+        _images_json(shape="null", dtype="null", data="null"),
+        422,
+        "four positive integers [B, C, H, W], got null",
+    ),
     "dtype null": (_images_json(dtype="null"), 422, "'images.dtype' must be 'uint8', got null"),
     "data null": (_images_json(data="null"), 422, "'images.data' must be a base64 string, got null"),
     "data array": (_images_json(data="[1, 2]"), 422, "'images.data' must be a base64 string, got an array"),
@@ -125,8 +128,16 @@ HOSTILE = {
     "data lone surrogate": (_images_json(data='"\\ud800AAA"'), 422, "not valid base64"),
     "dtype lone surrogate": (_images_json(dtype='"\\ud800"'), 422, "'images.dtype' must be 'uint8', got \"\\ud800\""),
     # shapes: checked against the model's (C, H, W) and max_batch before anything is sized from them
-    "huge batch": (_images_json(shape=f"[{10**30}, 1, 8, 8]"), 413, f"batch of 1.00e+30 images exceeds the limit of {MAX_BATCH}"),
-    "huge image": (_images_json(shape=f"[1, {10**30}, {10**30}, {10**30}]"), 422, "images are 1.00e+30x1.00e+30x1.00e+30"),
+    "huge batch": (
+        _images_json(shape=f"[{10**30}, 1, 8, 8]"),
+        413,
+        f"batch of 1.00e+30 images exceeds the limit of {MAX_BATCH}",
+    ),
+    "huge image": (
+        _images_json(shape=f"[1, {10**30}, {10**30}, {10**30}]"),
+        422,
+        "images are 1.00e+30x1.00e+30x1.00e+30",
+    ),
     "huge everything": (_images_json(shape=f"[{10**99}, {10**99}, {10**99}, {10**99}]"), 422, "this model takes 1x8x8"),
     "negative batch": (_images_json(shape="[-2, 1, 8, 8]"), 422, "four positive integers"),
     "zero height": (_images_json(shape="[2, 1, 0, 8]"), 422, "four positive integers"),
@@ -222,10 +233,18 @@ def _asgi_post(app: Any, headers: dict[str, str], messages: list[dict[str, Any]]
         sent.append(message)
 
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/v1/predict", "raw_path": b"/v1/predict", "root_path": "", "query_string": b"",
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/v1/predict",
+        "raw_path": b"/v1/predict",
+        "root_path": "",
+        "query_string": b"",
         "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
-        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
     }
     asyncio.run(app(scope, receive, send))  # an exception escaping the app fails the test
     start = next(m for m in sent if m["type"] == "http.response.start")
@@ -251,7 +270,8 @@ def test_bad_content_length(length: str, status: int, detail: str) -> None:
     assert got == status and detail in body["detail"] and "\n" not in body["detail"] and len(body["detail"]) < 200, body
     content = json.dumps(_valid()).encode()
     ok, probs = _asgi_post(
-        app, {"content-type": "application/json", "content-length": "0" * 30 + str(len(content))},
+        app,
+        {"content-type": "application/json", "content-length": "0" * 30 + str(len(content))},
         [{"type": "http.request", "body": content, "more_body": False}],
     )
     assert ok == 200 and len(probs["probs"]) == 2
@@ -281,7 +301,9 @@ def test_unexpected_errors_are_json_500() -> None:
     _check(client.post("/v1/predict", content=b"{"), 400, "malformed JSON")
 
 
-@pytest.mark.parametrize("output", ["not probabilities", object(), [[0.25] * K, [0.5]]], ids=["str", "object", "ragged"])
+@pytest.mark.parametrize(
+    "output", ["not probabilities", object(), [[0.25] * K, [0.5]]], ids=["str", "object", "ragged"]
+)
 def test_a_model_returning_garbage_is_a_json_500(output: object) -> None:
     app = create_app(lambda images: output, num_classes=K, in_shape=IN_SHAPE, model_name="x")  # type: ignore[arg-type,return-value]
     response = TestClient(app).post("/v1/predict", json=_valid())
@@ -305,7 +327,15 @@ def test_hostile_bodies_over_a_real_socket_log_no_traceback(caplog: pytest.LogCa
         url = f"http://127.0.0.1:{port}/v1/predict"
         headers = {"Authorization": "Bearer tok", "Content-Type": "application/json"}
         with httpx.Client(timeout=5) as http:
-            for name in ("1000 nested arrays", "1000 nested objects", "nesting in images.data", "100,000-digit integer", "NaN in shape", "invalid UTF-8", "empty body"):
+            for name in (
+                "1000 nested arrays",
+                "1000 nested objects",
+                "nesting in images.data",
+                "100,000-digit integer",
+                "NaN in shape",
+                "invalid UTF-8",
+                "empty body",
+            ):
                 content, status, detail = HOSTILE[name]
                 _check(http.post(url, content=content, headers=headers), status, detail)
             assert http.post(url, json=_valid(), headers={"Authorization": "Bearer tok"}).status_code == 200

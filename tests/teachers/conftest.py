@@ -144,7 +144,9 @@ class WireServer:
                 if self.path != "/v1/info":
                     self._send(404, {"detail": "not found"})
                     return
-                self._send(200, {"num_classes": server.num_classes, "in_shape": list(server.in_shape), "model": "wire-test"})
+                self._send(
+                    200, {"num_classes": server.num_classes, "in_shape": list(server.in_shape), "model": "wire-test"}
+                )
 
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))

@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
+from black_box_answers import label_all
 from deepmimic.errors import TeacherError
-from deepmimic.labeling_job import label_dataset
-from deepmimic.teachers.blackbox import BudgetExhaustedError, label_all
+from deepmimic.labelling.black_box_job import label_dataset
+from deepmimic.labelling.query_log import read_query_log
+from deepmimic.teachers.blackbox import BudgetExhaustedError
 from deepmimic.teachers.http_teacher import HttpTeacher, info_url
-from deepmimic.teachers.query_log import read_query_log
 
 
 def fast_teacher(url: str, **kw: object) -> HttpTeacher:
@@ -41,14 +42,18 @@ def test_labels_every_row_and_learns_num_classes_from_info(wire_server, row_imag
     assert sorted(server.answered) == list(range(37))
 
 
-def test_fault_injection_every_row_labelled_once_within_budget(tmp_path: Path, wire_server, row_images, wire_true_probs) -> None:
+def test_fault_injection_every_row_labelled_once_within_budget(
+    tmp_path: Path, wire_server, row_images, wire_true_probs
+) -> None:
     n = 240
     server = wire_server(fault_rate=0.2, seed=0, late_s=1.2)
     images = row_images(n)
     teacher = fast_teacher(server.url, num_classes=3, timeout=0.5, retries=8, concurrency=4)
     with teacher:
         summary = label_dataset(teacher, images, tmp_path / "probs.npy", batch_size=8, progress=False, budget=n)
-    assert summary["complete"] and summary["labeled"] == n and summary["queried"] == n and not summary["budget_exhausted"]
+    assert (
+        summary["complete"] and summary["labeled"] == n and summary["queried"] == n and not summary["budget_exhausted"]
+    )
     np.testing.assert_allclose(np.load(tmp_path / "probs.npy"), wire_true_probs(images), atol=1e-6)
     # every fault kind happened, and was retried
     assert server.outcomes["error"] > 0 and server.outcomes["drop"] > 0 and server.outcomes["late"] > 0
@@ -61,7 +66,9 @@ def test_fault_injection_every_row_labelled_once_within_budget(tmp_path: Path, w
     assert sorted(rows.tolist()) == list(range(n))
 
 
-def test_budget_stops_cleanly_and_a_later_run_finishes(tmp_path: Path, wire_server, row_images, wire_true_probs) -> None:
+def test_budget_stops_cleanly_and_a_later_run_finishes(
+    tmp_path: Path, wire_server, row_images, wire_true_probs
+) -> None:
     server = wire_server()
     images = row_images(40)
     out = tmp_path / "probs.npy"
@@ -95,9 +102,11 @@ def test_the_teachers_own_budget_caps_a_session(tmp_path: Path, wire_server, row
 def test_client_errors_are_not_retried_and_carry_the_detail(wire_server, row_images, monkeypatch) -> None:
     server = wire_server(token="s3cret")
     monkeypatch.delenv("DEEPMIMIC_TEACHER_TOKEN", raising=False)
-    with fast_teacher(server.url, num_classes=3) as teacher:
-        with pytest.raises(TeacherError, match=r"HTTP 401: invalid bearer token"):
-            teacher.label_batch(row_images(2))
+    with (
+        fast_teacher(server.url, num_classes=3) as teacher,
+        pytest.raises(TeacherError, match=r"HTTP 401: invalid bearer token"),
+    ):
+        teacher.label_batch(row_images(2))
     assert len(server.requests) == 0  # refused before the body was looked at; and only one attempt:
     monkeypatch.setenv("MY_TOKEN", "s3cret")
     with fast_teacher(server.url, token_env="MY_TOKEN") as teacher:  # info needs the token too
@@ -109,9 +118,11 @@ def test_client_errors_are_not_retried_and_carry_the_detail(wire_server, row_ima
 
 def test_server_errors_are_retried_then_reported(wire_server, row_images) -> None:
     server = wire_server(always_fail=503)
-    with fast_teacher(server.url, num_classes=3, retries=3) as teacher:
-        with pytest.raises(TeacherError, match=r"no answer after 4 attempts \(last: HTTP 503: always failing\)"):
-            teacher.label_batch(row_images(2))
+    with (
+        fast_teacher(server.url, num_classes=3, retries=3) as teacher,
+        pytest.raises(TeacherError, match=r"no answer after 4 attempts \(last: HTTP 503: always failing\)"),
+    ):
+        teacher.label_batch(row_images(2))
     assert len(server.requests) == 4
 
 
@@ -127,13 +138,17 @@ def test_unreachable_server_is_a_clear_error() -> None:
 
 def test_garbage_answers_raise_naming_the_teacher(wire_server, row_images) -> None:
     server = wire_server(answer=lambda images: [[0.9, 0.9, 0.9]] * len(images))
-    with fast_teacher(server.url, num_classes=3) as teacher:
-        with pytest.raises(TeacherError, match=r"127\.0\.0\.1.*rows must sum to 1"):
-            label_all(teacher, row_images(4), progress=False)
+    with (
+        fast_teacher(server.url, num_classes=3) as teacher,
+        pytest.raises(TeacherError, match=r"127\.0\.0\.1.*rows must sum to 1"),
+    ):
+        label_all(teacher, row_images(4), progress=False)
     server = wire_server(answer=lambda images: [[1.0]] * len(images))
-    with fast_teacher(server.url, num_classes=3) as teacher:
-        with pytest.raises(TeacherError, match=r"expected probabilities of shape \(4, 3\), got \(4, 1\)"):
-            teacher.label_batch(row_images(4))
+    with (
+        fast_teacher(server.url, num_classes=3) as teacher,
+        pytest.raises(TeacherError, match=r"expected probabilities of shape \(4, 3\), got \(4, 1\)"),
+    ):
+        teacher.label_batch(row_images(4))
 
 
 def test_too_large_batches_are_split(wire_server, row_images, wire_true_probs) -> None:
@@ -150,7 +165,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     import numpy as np, torch
-    from deepmimic.labeling_job import label_dataset
+    from deepmimic.labelling.black_box_job import label_dataset
     from deepmimic.teachers.http_teacher import HttpTeacher
 
     images = torch.from_numpy(np.load(sys.argv[1]))
@@ -160,7 +175,9 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_kill_and_restart_resends_nothing_and_loses_nothing(tmp_path: Path, wire_server, row_images, wire_true_probs) -> None:
+def test_kill_and_restart_resends_nothing_and_loses_nothing(
+    tmp_path: Path, wire_server, row_images, wire_true_probs
+) -> None:
     n = 120
     server = wire_server(delay_s=0.06)  # 30 requests, 2 in flight: ~1 s of labelling
     images = row_images(n)
@@ -169,7 +186,8 @@ def test_kill_and_restart_resends_nothing_and_loses_nothing(tmp_path: Path, wire
     log = Path(f"{out}.querylog")
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, str(tmp_path / "images.npy"), server.url, str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     deadline = time.monotonic() + 60
     try:
@@ -212,7 +230,11 @@ def test_interoperates_with_the_deepmimic_serving_app(monkeypatch, row_images, w
 
     app = app_module.create_app(
         lambda images: torch.from_numpy(wire_true_probs(images.numpy())),
-        num_classes=3, in_shape=(1, 4, 4), model_name="interop", token="tok", max_batch=8,
+        num_classes=3,
+        in_shape=(1, 4, 4),
+        model_name="interop",
+        token="tok",
+        max_batch=8,
     )
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -234,9 +256,11 @@ def test_interoperates_with_the_deepmimic_serving_app(monkeypatch, row_images, w
             assert teacher.max_batch == 8
         np.testing.assert_allclose(probs.numpy(), wire_true_probs(images), atol=1e-6)
         monkeypatch.setenv("DEEPMIMIC_TEACHER_TOKEN", "wrong")
-        with fast_teacher(url, num_classes=3) as teacher:
-            with pytest.raises(TeacherError, match="HTTP 401: invalid bearer token"):
-                teacher.label_batch(images[:2])
+        with (
+            fast_teacher(url, num_classes=3) as teacher,
+            pytest.raises(TeacherError, match="HTTP 401: invalid bearer token"),
+        ):
+            teacher.label_batch(images[:2])
     finally:
         server.should_exit = True
         thread.join(10)

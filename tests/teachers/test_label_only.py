@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from deepmimic.teachers.blackbox import label_all
+from black_box_answers import label_all
 from deepmimic.teachers.label_only import LabelOnlyTeacher, one_hot_top1
 from deepmimic.teachers.spec import open_teacher
 
@@ -38,7 +38,9 @@ def test_wrapper_answers_with_the_inner_top_class() -> None:
     teacher = LabelOnlyTeacher(inner)
     assert teacher.source == "soft (label only)" and teacher.num_classes == 3
     assert teacher.concurrency == 2 and teacher.budget == 7 and not hasattr(teacher, "label_rows")
-    images = torch.randint(0, 256, (9, 1, 2, 2), generator=torch.Generator().manual_seed(0), dtype=torch.int64).to(torch.uint8)
+    images = torch.randint(0, 256, (9, 1, 2, 2), generator=torch.Generator().manual_seed(0), dtype=torch.int64).to(
+        torch.uint8
+    )
     out = label_all(teacher, images, batch_size=4, progress=False)
     assert torch.equal(out.argmax(dim=1), inner.label_batch(images).argmax(dim=1))
     assert torch.equal(out.sum(dim=1), torch.ones(9)) and set(out.unique().tolist()) == {0.0, 1.0}

@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
+from black_box_answers import label_all
 from deepmimic.errors import TeacherError
-from deepmimic.teachers.blackbox import label_all
 from deepmimic.teachers.onnx_teacher import OnnxTeacher
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the TorchScript exporter warns
@@ -46,12 +46,22 @@ class WithSoftmax(nn.Module):
 
 def export(model: nn.Module, path: Path, example_shape: tuple[int, ...], dynamic: bool = True) -> Path:
     axes = {"x": {0: "batch"}, "y": {0: "batch"}} if dynamic else None
-    torch.onnx.export(model, (torch.zeros(example_shape),), str(path), input_names=["x"], output_names=["y"], dynamic_axes=axes, dynamo=False)
+    torch.onnx.export(
+        model,
+        (torch.zeros(example_shape),),
+        str(path),
+        input_names=["x"],
+        output_names=["y"],
+        dynamic_axes=axes,
+        dynamo=False,
+    )
     return path
 
 
 def images(n: int = 10, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (n, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=torch.int64).to(torch.uint8)
+    return torch.randint(0, 256, (n, *SHAPE), generator=torch.Generator().manual_seed(seed), dtype=torch.int64).to(
+        torch.uint8
+    )
 
 
 @torch.no_grad()
@@ -131,7 +141,9 @@ def test_shape_mismatch_and_bad_options(tmp_path: Path) -> None:
     path = export(tiny_model(), tmp_path / "m.onnx", (2, *SHAPE))
     teacher = OnnxTeacher(path)
     gray = torch.zeros(2, 1, 6, 6, dtype=torch.uint8)
-    with pytest.raises(TeacherError, match=r"m\.onnx: the model expects images of shape \(C, H, W\) = \(3, 6, 6\).*got \(1, 6, 6\)"):
+    with pytest.raises(
+        TeacherError, match=r"m\.onnx: the model expects images of shape \(C, H, W\) = \(3, 6, 6\).*got \(1, 6, 6\)"
+    ):
         teacher.label_batch(gray)
     with pytest.raises(TeacherError, match="black-box teachers label uint8 images"):
         teacher.label_batch(torch.zeros(2, 3, 6, 6))
@@ -144,7 +156,7 @@ def test_shape_mismatch_and_bad_options(tmp_path: Path) -> None:
 
 
 def test_a_query_log_written_under_other_preprocessing_is_refused(tmp_path: Path) -> None:
-    from deepmimic.labeling_job import label_dataset
+    from deepmimic.labelling.black_box_job import label_dataset
 
     path = export(tiny_model(), tmp_path / "m.onnx", (2, *SHAPE))
     label_dataset(OnnxTeacher(path), images(4), tmp_path / "p.npy", progress=False)

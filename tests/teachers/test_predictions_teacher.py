@@ -10,8 +10,9 @@ import numpy.lib.format as npy_format
 import pytest
 import torch
 
+from black_box_answers import label_all
 from deepmimic.errors import TeacherError
-from deepmimic.teachers.blackbox import ImageLabeler, label_all
+from deepmimic.teachers.blackbox import ImageLabeler
 from deepmimic.teachers.cached import CachedTeacher
 from deepmimic.teachers.predictions_teacher import PredictionsTeacher, load_predictions
 
@@ -22,7 +23,9 @@ def probs(n: int = 6, k: int = 3, seed: int = 0) -> np.ndarray:
 
 
 def images(n: int = 6) -> torch.Tensor:
-    return torch.randint(0, 256, (n, 1, 3, 3), generator=torch.Generator().manual_seed(1), dtype=torch.int64).to(torch.uint8)
+    return torch.randint(0, 256, (n, 1, 3, 3), generator=torch.Generator().manual_seed(1), dtype=torch.int64).to(
+        torch.uint8
+    )
 
 
 def test_npy_by_row_by_image_and_as_cached_teacher(tmp_path: Path) -> None:
@@ -36,7 +39,9 @@ def test_npy_by_row_by_image_and_as_cached_teacher(tmp_path: Path) -> None:
     np.testing.assert_array_equal(label_all(teacher, imgs, batch_size=4, progress=False).numpy(), p)
     cached = teacher.to_cached()
     assert isinstance(cached, CachedTeacher)
-    np.testing.assert_array_equal(cached.predict(torch.zeros(2, 1, 3, 3), torch.tensor([1, 3])).probs.numpy(), p[[1, 3]])
+    np.testing.assert_array_equal(
+        cached.predict(torch.zeros(2, 1, 3, 3), torch.tensor([1, 3])).probs.numpy(), p[[1, 3]]
+    )
     with pytest.raises(TeacherError, match="not in the unlabelled set"):
         teacher.label_batch(torch.full((1, 1, 3, 3), 7, dtype=torch.uint8))
 
@@ -131,7 +136,11 @@ HOSTILE = [
     ("empty.npy", b"", r"not a readable \.npy file \(bad header: no NumPy magic\)"),
     ("bad_descr.npy", _header_only((2, 2), descr="<zz"), r"not a readable \.npy file \(bad header: "),
     # A header declaring 400 GB with no data after it: refused from the header, nothing allocated.
-    ("lying.npy", _header_only((10**6, 10**5)), r"header declares shape \(1000000, 100000\) of float32 \(400000000000 bytes\) but 0 bytes follow it"),
+    (
+        "lying.npy",
+        _header_only((10**6, 10**5)),
+        r"header declares shape \(1000000, 100000\) of float32 \(400000000000 bytes\) but 0 bytes follow it",
+    ),
     ("no_rows.npy", np.zeros((0, 3), np.float32), r"no rows of predictions \(shape \(0, 3\)\)"),
 ]
 

@@ -28,7 +28,9 @@ def test_teacher_kinds(tmp_path: Path) -> None:
     assert teacher_kind(str(tmp_path / "run")) == "model"
     assert teacher_kind("missing.onnx") == "onnx"  # the teacher itself says the file is missing
     assert teacher_kind("p.npy") == "predictions" and teacher_kind("p.CSV") == "predictions"
-    with pytest.raises(TeacherError, match=r"teacher '.*nope\.bin': no such file or directory \(expected a \.onnx file"):
+    with pytest.raises(
+        TeacherError, match=r"teacher '.*nope\.bin': no such file or directory \(expected a \.onnx file"
+    ):
         teacher_kind(str(tmp_path / "nope.bin"))
     (tmp_path / "x.bin").write_bytes(b"")
     with pytest.raises(TeacherError, match="cannot tell what kind of teacher"):
@@ -36,7 +38,9 @@ def test_teacher_kinds(tmp_path: Path) -> None:
 
 
 def test_unknown_and_malformed_options(tmp_path: Path) -> None:
-    with pytest.raises(TeacherError, match=r"unknown option\(s\) colour for http teacher .*known options: backoff, budget, concurrency"):
+    with pytest.raises(
+        TeacherError, match=r"unknown option\(s\) colour for http teacher .*known options: backoff, budget, concurrency"
+    ):
         open_teacher("http://127.0.0.1:9/v1/predict", {"colour": "red"})
     with pytest.raises(TeacherError, match="http teacher option concurrency expects an integer, got 'many'"):
         open_teacher("http://127.0.0.1:9/v1/predict", {"concurrency": "many", "num_classes": "3"})
@@ -49,7 +53,14 @@ def test_unknown_and_malformed_options(tmp_path: Path) -> None:
 def test_http_options_are_typed() -> None:
     teacher = open_teacher(
         "http://127.0.0.1:9/v1/predict",
-        {"num_classes": "5", "timeout": "2.5", "retries": "1", "concurrency": "3", "budget": "100", "label_only": "yes"},
+        {
+            "num_classes": "5",
+            "timeout": "2.5",
+            "retries": "1",
+            "concurrency": "3",
+            "budget": "100",
+            "label_only": "yes",
+        },
     )
     assert isinstance(teacher, LabelOnlyTeacher) and isinstance(teacher.inner, HttpTeacher)
     inner = teacher.inner
@@ -63,8 +74,12 @@ def test_onnx_options(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(2 * 3 * 3, 4)).eval()
     path = tmp_path / "m.onnx"
-    torch.onnx.export(model, (torch.zeros(1, 3, 3, 2),), str(path), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False)
-    teacher = open_teacher(str(path), {"layout": "nhwc", "scale": "byte", "mean": "10,20", "std": "2", "outputs": "logits"})
+    torch.onnx.export(
+        model, (torch.zeros(1, 3, 3, 2),), str(path), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False
+    )
+    teacher = open_teacher(
+        str(path), {"layout": "nhwc", "scale": "byte", "mean": "10,20", "std": "2", "outputs": "logits"}
+    )
     assert isinstance(teacher, OnnxTeacher) and teacher.num_classes == 4 and teacher.layout == "nhwc"
     images = torch.randint(0, 256, (3, 2, 3, 3), dtype=torch.int64).to(torch.uint8)  # (B, C, H, W)
     x = (images.float() - torch.tensor([10.0, 20.0]).view(1, 2, 1, 1)) / 2

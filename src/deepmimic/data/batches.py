@@ -54,7 +54,9 @@ class Normalizer:
         return {"mean": list(self.mean), "std": list(self.std)}
 
 
-def draw_crop_flip(batch: int, padding: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def draw_crop_flip(
+    batch: int, padding: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-image crop offsets ``oy``, ``ox`` in [0, 2 * padding] and flip flags, each (B,), on the CPU.
 
     Drawn for a whole global batch, so that under data parallelism every rank takes its
@@ -66,7 +68,9 @@ def draw_crop_flip(batch: int, padding: int, generator: torch.Generator) -> tupl
     return oy, ox, flip
 
 
-def apply_crop_flip(x: torch.Tensor, padding: int, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+def apply_crop_flip(
+    x: torch.Tensor, padding: int, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor
+) -> torch.Tensor:
     """Crop (B, C, H, W) ``x`` zero-padded by ``padding`` at offsets (oy, ox), flipping where ``flip``."""
     b, _, h, w = x.shape
     padded = torch.nn.functional.pad(x, (padding, padding, padding, padding))

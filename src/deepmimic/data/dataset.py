@@ -39,11 +39,11 @@ class ImageDataset:
                 f"got {self.images.dtype} with shape {tuple(self.images.shape)}"
             )
         if self.labels.dtype != torch.int64 or self.labels.dim() != 1:
-            raise DataError(f"{self.name}: labels must be an int64 tensor (N,), got {self.labels.dtype} {tuple(self.labels.shape)}")
-        if self.images.shape[0] != self.labels.shape[0]:
             raise DataError(
-                f"{self.name}: {self.images.shape[0]} images but {self.labels.shape[0]} labels"
+                f"{self.name}: labels must be an int64 tensor (N,), got {self.labels.dtype} {tuple(self.labels.shape)}"
             )
+        if self.images.shape[0] != self.labels.shape[0]:
+            raise DataError(f"{self.name}: {self.images.shape[0]} images but {self.labels.shape[0]} labels")
         if len(self.class_names) == 0:
             raise DataError(f"{self.name}: no class names")
         if self.labels.numel() and (int(self.labels.min()) < 0 or int(self.labels.max()) >= len(self.class_names)):

@@ -13,7 +13,7 @@ def fingerprint(*tensors: torch.Tensor) -> str:
     """SHA-256 over each tensor's shape and bytes, in order (hex).
 
     ``fingerprint(images)`` for uint8 images (N, C, H, W) equals the query log's
-    :func:`deepmimic.teachers.query_log.fingerprint_images`.
+    :func:`deepmimic.labelling.query_log.fingerprint_images`.
     """
     digest = hashlib.sha256()
     for tensor in tensors:

@@ -43,7 +43,9 @@ def load_dataset(name: str, root: str | os.PathLike[str] | None = None, **option
     accepted = [p for p in params if p != "root"]
     unknown = sorted(set(options) - set(accepted))
     if unknown:
-        raise DataError(f"dataset '{name}' has no option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}")
+        raise DataError(
+            f"dataset '{name}' has no option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}"
+        )
     if "root" not in params:
         if root is not None:
             raise DataError(f"dataset '{name}' is built in and takes no root (got {root})")

@@ -70,9 +70,7 @@ class UnlabeledImages:
     def select(self, keep: torch.Tensor) -> UnlabeledImages:
         """Rows ``keep`` (int64 indices) as a new set."""
         hidden = None if self._hidden_labels is None else self._hidden_labels[keep]
-        return UnlabeledImages(
-            self.images[keep], self.origin[keep], self.is_out_of_domain[keep], self.name, hidden
-        )
+        return UnlabeledImages(self.images[keep], self.origin[keep], self.is_out_of_domain[keep], self.name, hidden)
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,15 @@ def build_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings) -
     main = _main_schedule(optimizer, settings, warmup)
     if warmup == 0:
         return main
-    ramp = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+    ramp = torch.optim.lr_scheduler.LinearLR(
+        optimizer, start_factor=1.0 / (warmup + 1), end_factor=1.0, total_iters=warmup
+    )
     return torch.optim.lr_scheduler.SequentialLR(optimizer, [ramp, main], milestones=[warmup])
 
 
-def _main_schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings, warmup: int) -> torch.optim.lr_scheduler.LRScheduler:
+def _main_schedule(
+    optimizer: torch.optim.Optimizer, settings: TrainSettings, warmup: int
+) -> torch.optim.lr_scheduler.LRScheduler:
     if settings.schedule == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=settings.step_size, gamma=settings.gamma)
     if settings.schedule == "multistep":

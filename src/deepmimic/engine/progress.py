@@ -11,14 +11,24 @@ from tqdm import tqdm
 class EpochProgress:
     """Reports batches within an epoch and a summary line per epoch."""
 
-    def __init__(self, label: str, total_batches: int, epoch: int, epochs: int, enabled: bool | None = None, stream: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        label: str,
+        total_batches: int,
+        epoch: int,
+        epochs: int,
+        enabled: bool | None = None,
+        stream: TextIO | None = None,
+    ) -> None:
         self.stream = stream or sys.stderr
         self.label = label
         self.epoch = epoch
         self.epochs = epochs
         interactive = self.stream.isatty() if enabled is None else enabled
         self.bar = (
-            tqdm(total=total_batches, desc=f"{label} {epoch}/{epochs}", file=self.stream, leave=False, dynamic_ncols=True)
+            tqdm(
+                total=total_batches, desc=f"{label} {epoch}/{epochs}", file=self.stream, leave=False, dynamic_ncols=True
+            )
             if interactive
             else None
         )
@@ -37,7 +47,9 @@ class EpochProgress:
 _EPOCH_LINE_KEYS = ("train_loss", "test_loss", "test_accuracy", "lr", "images_per_s")
 
 
-def print_epoch_line(label: str, epoch: int, epochs: int, record: dict[str, object], stream: TextIO | None = None) -> None:
+def print_epoch_line(
+    label: str, epoch: int, epochs: int, record: dict[str, object], stream: TextIO | None = None
+) -> None:
     """One summary line per epoch: ``[label] epoch 3/10 train_loss=... test_accuracy=...``."""
     parts = []
     for key in _EPOCH_LINE_KEYS:

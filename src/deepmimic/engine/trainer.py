@@ -15,6 +15,11 @@ student (and a white-box teacher) can be compiled. Under torchrun the method is 
 in :class:`~torch.nn.parallel.DistributedDataParallel`, every rank trains on its share of
 each global batch (:func:`~deepmimic.data.batches.iterate_batches`), logged losses are
 summed over ranks, and only rank 0 writes or prints (:mod:`deepmimic.distributed`).
+
+Self-describing weights: the caller passes a :class:`~deepmimic.models.description.ModelDescription`
+(architecture, model options, input shape, classes, stage name) and the trainer writes it,
+with the normaliser and method it trained with, into the metadata of ``weights.safetensors``,
+so :func:`deepmimic.models.bundle.load_trained` rebuilds the model from that file alone.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from deepmimic.errors import ConfigError, TeacherError, TrainingError
 from deepmimic.eval.metrics import evaluate
 from deepmimic.io_utils import atomic_open
 from deepmimic.methods.base import Method
+from deepmimic.models.description import ModelDescription, weights_metadata
 
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
@@ -49,8 +55,15 @@ WEIGHTS_NAME = "weights.safetensors"
 # Settings that may change between a run and its resumption without changing what the
 # finished epochs computed ("epochs" extends the schedule, see _restore).
 RESUMABLE_CHANGES = {
-    "epochs", "device", "eval_batch_size", "eval_every",
-    "precision", "channels_last", "data_on_device", "compile", "compile_teacher",
+    "epochs",
+    "device",
+    "eval_batch_size",
+    "eval_every",
+    "precision",
+    "channels_last",
+    "data_on_device",
+    "compile",
+    "compile_teacher",
 }
 
 
@@ -75,7 +88,9 @@ class SpeedPlan:
         cuda = device.type == "cuda"
         native_bf16 = cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
         bf16 = settings.precision == "bf16" or (settings.precision == "auto" and native_bf16)
-        conv_on_cpu = device.type == "cpu" and model is not None and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        conv_on_cpu = (
+            device.type == "cpu" and model is not None and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        )
         channels_last = settings.channels_last is True or (settings.channels_last == "auto" and (cuda or conv_on_cpu))
         on_device = settings.data_on_device is True or (settings.data_on_device == "auto" and cuda)
         return cls(
@@ -86,7 +101,9 @@ class SpeedPlan:
         )
 
     def autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None)
+        return torch.autocast(
+            self.device.type, dtype=self.autocast_dtype or torch.bfloat16, enabled=self.autocast_dtype is not None
+        )
 
     def describe(self) -> dict[str, Any]:
         """What ran, for metrics records: precision, memory format, data placement, processes."""
@@ -148,14 +165,20 @@ def fit(
     resume: bool = False,
     label: str = "train",
     progress: bool | None = None,
+    description: ModelDescription | None = None,
 ) -> FitResult:
     """Train ``method`` (and so ``method.student``) on ``train`` for ``settings.epochs``.
 
     With ``run_dir``, writes ``metrics.jsonl``, ``checkpoint.pt`` (every epoch) and the
     student's final ``weights.safetensors`` there; ``resume=True`` continues from the
     checkpoint found in ``run_dir`` (a finished run returns its history at once).
+    ``description`` says what the student is (how ``create_model`` built it); it goes,
+    with ``normalizer`` and the method, into the weights' metadata so that the file loads
+    on its own (:func:`deepmimic.models.bundle.load_trained`). Without it the weights
+    record only the normaliser and method.
     """
     device = check_fit(method, train, settings)
+    _check_description(description, train, normalizer, label)
     plan = SpeedPlan.resolve(settings, device, method.student)
     method.to_device(device)
     if plan.memory_format is torch.channels_last:
@@ -210,9 +233,28 @@ def fit(
                 },
             )
     if writes:
-        save_weights(run_dir / WEIGHTS_NAME, method.student, metadata={"normalizer": json.dumps(normalizer.to_dict())})
+        metadata = weights_metadata(description, normalizer, type(method).__name__)
+        save_weights(run_dir / WEIGHTS_NAME, method.student, metadata=metadata)
     distributed.barrier()  # no rank runs ahead to read what rank 0 is still writing
     return result
+
+
+def _check_description(
+    description: ModelDescription | None, train: TrainingSet, normalizer: Normalizer, label: str
+) -> None:
+    """The description must describe the images this student trains on (before any training)."""
+    if description is None:
+        return
+    shape = tuple(train.images.shape[1:])
+    if shape != description.in_shape:
+        raise ConfigError(
+            f"{label}: the model description says in_shape {description.in_shape}, the training images are {shape}"
+        )
+    if len(normalizer.mean) != description.in_shape[0]:
+        raise ConfigError(
+            f"{label}: the normaliser has {len(normalizer.mean)} channels, "
+            f"the model description {description.in_shape[0]}"
+        )
 
 
 def _parallel_runner(method: Method, device: torch.device) -> torch.nn.Module:
@@ -255,8 +297,15 @@ def _train_one_epoch(
     lr = optimizer.param_groups[0]["lr"]
     started = time.perf_counter()
     batches = iterate_batches(
-        train, settings.batch_size, normalizer, generator, plan.device, settings.augment,
-        rank=distributed.rank(), world_size=world, memory_format=plan.memory_format,
+        train,
+        settings.batch_size,
+        normalizer,
+        generator,
+        plan.device,
+        settings.augment,
+        rank=distributed.rank(),
+        world_size=world,
+        memory_format=plan.memory_format,
     )
     for step, batch in enumerate(batches):
         with plan.autocast():
@@ -286,7 +335,9 @@ def _train_one_epoch(
     elapsed = time.perf_counter() - started
     names = list(sums)  # the same insertion order on every rank
     if world > 1:  # logged losses are over the global batches, as one process would log them
-        local = [torch.as_tensor(sums[k], dtype=torch.float64).cpu() for k in names] + [torch.tensor(float(seen), dtype=torch.float64)]
+        local = [torch.as_tensor(sums[k], dtype=torch.float64).cpu() for k in names] + [
+            torch.tensor(float(seen), dtype=torch.float64)
+        ]
         reduced = distributed.all_reduce_sum(torch.stack(local))  # (len(names) + 1,)
         sums = {k: reduced[i] for i, k in enumerate(names)}
         seen = int(reduced[-1].item())
@@ -326,7 +377,9 @@ def _restore(
             aux.load_state_dict(state["auxiliary_optimizer_states"][name])
         scheduler.load_state_dict(state["scheduler_state"])
     except (KeyError, RuntimeError, ValueError) as exc:
-        raise TrainingError(f"{run_dir / CHECKPOINT_NAME}: checkpoint does not fit this model ({_first_line(exc)})") from exc
+        raise TrainingError(
+            f"{run_dir / CHECKPOINT_NAME}: checkpoint does not fit this model ({_first_line(exc)})"
+        ) from exc
     saved_epochs = int(saved.get("epochs", settings.epochs))
     if saved_epochs != settings.epochs:
         _extend_schedule(optimizer, scheduler, settings, done, saved_epochs, str(run_dir))

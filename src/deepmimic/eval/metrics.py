@@ -41,7 +41,10 @@ def predict_probs(
     was_training = model.training
     model.eval()
     try:
-        chunks = [torch.softmax(model(x).float(), dim=1).cpu() for _, x in iterate_eval_batches(images, batch_size, normalizer, device)]
+        chunks = [
+            torch.softmax(model(x).float(), dim=1).cpu()
+            for _, x in iterate_eval_batches(images, batch_size, normalizer, device)
+        ]
     finally:
         model.train(was_training)
     return torch.cat(chunks)

@@ -1,5 +1,6 @@
 """The papers' experiments as functions that build configs, run them and summarise."""
 
-from deepmimic.experiments.sweeps import EXPERIMENTS, SweepOptions, run_experiment
+from deepmimic.experiments.catalog import EXPERIMENTS, run_experiment
+from deepmimic.experiments.options import SweepOptions
 
 __all__ = ["EXPERIMENTS", "SweepOptions", "run_experiment"]

@@ -25,7 +25,10 @@ import yaml
 
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError
-from deepmimic.experiments.sweeps import SweepOptions, _run_point, _summarise, write_summary
+from deepmimic.experiments.options import SweepOptions
+from deepmimic.experiments.points import run_point, summarise, write_summary
+from deepmimic.pipelines.registry import DEFAULT_PIPELINE, get_pipeline
+from deepmimic.pipelines.variation import Variation
 from deepmimic.yaml_safe import load_yaml
 
 SHARED_DATA = "../shared/data"
@@ -59,7 +62,7 @@ def _adjusted(raw: dict[str, Any], opts: SweepOptions, seed: int, run_dir: Path)
     if opts.data_root:
         data["root"] = opts.data_root
     elif root.startswith(SHARED_DATA):
-        data["root"] = str(Path(opts.data_dir) / root[len(SHARED_DATA):].lstrip("/"))
+        data["root"] = str(Path(opts.data_dir) / root[len(SHARED_DATA) :].lstrip("/"))
     if opts.data_name:
         data["name"] = opts.data_name
     for key, value in (("train_subset", opts.subset), ("test_subset", opts.test_subset)):
@@ -72,29 +75,11 @@ def _adjusted(raw: dict[str, Any], opts: SweepOptions, seed: int, run_dir: Path)
         train["optimizer"] = opts.optimizer
     if opts.lr is not None:
         train["lr"] = opts.lr
-    if raw.get("pipeline") == "feed":
-        if opts.epochs is not None:
-            train["epochs"] = opts.epochs
-        raw["scratch_seeds"] = [int(s) + seed * len(raw.get("scratch_seeds", [0])) for s in raw.get("scratch_seeds", [0, 1, 2])]
-        raw["student_seed"] = int(raw.get("student_seed", 100)) + seed
-    else:
-        raw["split"] = {**(raw.get("split") or {}), "seed": int((raw.get("split") or {}).get("seed", 0)) + seed}
-        stages = [("mentor", raw["mentor"])] + [("student", s) for s in raw["students"]]
-        for role, stage in stages:
-            stage_train = dict(stage.get("train") or {})
-            if opts.epochs is not None:
-                stage_train["epochs"] = opts.epochs
-            if role == "student" and opts.student_epochs is not None:
-                stage_train["epochs"] = opts.student_epochs
-            if "seed" in stage_train:
-                stage_train["seed"] = int(stage_train["seed"]) + seed
-            stage["train"] = stage_train
-            if opts.model_options:
-                stage["model_options"] = {**(stage.get("model_options") or {}), **opts.model_options}
-    if opts.model_options and raw.get("pipeline") == "feed":
-        raw["model_options"] = {**(raw.get("model_options") or {}), **opts.model_options}
     raw["train"] = train
-    return raw
+    variation = Variation(
+        seed=seed, epochs=opts.epochs, student_epochs=opts.student_epochs, model_options=opts.model_options
+    )
+    return get_pipeline(raw.get("pipeline", DEFAULT_PIPELINE), raw["name"]).vary(raw, variation)
 
 
 def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | None = None) -> dict[str, Any]:
@@ -107,18 +92,27 @@ def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | 
     for seed in range(opts.seeds):
         run_dir = out / f"seed-{seed}"
         raw = _adjusted(yaml.safe_load(yaml.safe_dump(shipped)), opts, seed, run_dir)  # a deep copy per seed
-        runs.append((run_dir, _run_point(raw, run_dir, None, opts, progress, f"seed {seed}")))
+        runs.append((run_dir, run_point(raw, run_dir, None, opts, progress, f"seed {seed}")))
     paper = shipped.get("paper") or {}
-    row = _summarise(shipped.get("name", experiment), None, runs, out, paper.get("accuracy") or None)
+    row = summarise(shipped.get("name", experiment), None, runs, out, paper.get("accuracy") or None)
     shipped_data = shipped.get("data") or {}
     summary = {
-        "experiment": experiment, "title": TITLES[experiment], "dataset": opts.dataset, "x_label": None,
-        "seeds": opts.seeds, "epochs": opts.epochs, "subset": opts.subset or shipped_data.get("train_subset"),
-        "test_subset": opts.test_subset or shipped_data.get("test_subset"), "students": list(row["accuracy"]),
+        "experiment": experiment,
+        "title": TITLES[experiment],
+        "dataset": opts.dataset,
+        "x_label": None,
+        "seeds": opts.seeds,
+        "epochs": opts.epochs,
+        "subset": opts.subset or shipped_data.get("train_subset"),
+        "test_subset": opts.test_subset or shipped_data.get("test_subset"),
+        "students": list(row["accuracy"]),
         "config": path.name,
-        "command": opts.command, "wall_time_s": time.perf_counter() - started,
-        "runs_wall_time_s": sum(row["run_wall_time_s"]), "environment": describe_environment(),
-        "paper_source": paper.get("source"), "notes": [f"Shipped config `{path.name}` (see `configs/`), adjusted by the command's options."],
+        "command": opts.command,
+        "wall_time_s": time.perf_counter() - started,
+        "runs_wall_time_s": sum(row["run_wall_time_s"]),
+        "environment": describe_environment(),
+        "paper_source": paper.get("source"),
+        "notes": [f"Shipped config `{path.name}` (see `configs/`), adjusted by the command's options."],
         "rows": [row],
     }
     return write_summary(out, summary)

@@ -18,10 +18,11 @@ import torch
 from deepmimic.data import load_dataset
 from deepmimic.data.batches import Normalizer
 from deepmimic.data.splits import stratified_subset
+from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError
 from deepmimic.eval.metrics import predict_probs
-from deepmimic.environment import describe_environment
-from deepmimic.experiments.sweeps import LADDERS, SweepOptions, write_summary
+from deepmimic.experiments.options import LADDERS, SweepOptions
+from deepmimic.experiments.points import write_summary
 from deepmimic.models import count_macs, count_parameters, create_model
 
 
@@ -29,7 +30,14 @@ def _devices() -> list[torch.device]:
     return [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
 
 
-def time_model(model: torch.nn.Module, images: torch.Tensor, normalizer: Normalizer, device: torch.device, batch_size: int, repeats: int) -> list[float]:
+def time_model(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    normalizer: Normalizer,
+    device: torch.device,
+    batch_size: int,
+    repeats: int,
+) -> list[float]:
     """Seconds per full pass over ``images`` (after one warm-up pass), ``repeats`` times."""
     model.to(device).eval()
     predict_probs(model, images, normalizer, device, batch_size)  # warm-up: allocator, kernels
@@ -61,15 +69,34 @@ def run_inference_time(opts: SweepOptions, repeats: int = 5, batch_size: int = 2
     for label, preset in names:
         torch.manual_seed(0)
         model = create_model(preset, test.in_shape, test.num_classes, **(opts.model_options or {}))
-        row: dict[str, Any] = {"model": label, "preset": preset, "parameters": count_parameters(model),
-                               "macs": count_macs(model, test.in_shape)}
+        row: dict[str, Any] = {
+            "model": label,
+            "preset": preset,
+            "parameters": count_parameters(model),
+            "macs": count_macs(model, test.in_shape),
+        }
         for device in _devices():
             times = time_model(model, test.images, normalizer, device, batch_size, repeats)
-            row[str(device)] = {"mean_s": statistics.fmean(times), "std_s": statistics.stdev(times) if len(times) > 1 else 0.0}
+            row[str(device)] = {
+                "mean_s": statistics.fmean(times),
+                "std_s": statistics.stdev(times) if len(times) > 1 else 0.0,
+            }
         rows.append(row)
-        print(f"[inference] {label}: " + ", ".join(f"{d} {row[str(d)]['mean_s']:.3f} s" for d in _devices()), flush=True)
-    summary = {"experiment": "inference-time", "title": "Inference time of mentor and students (DeepMimic Table 6)",
-               "dataset": opts.dataset, "test_images": len(test), "batch_size": batch_size, "repeats": repeats,
-               "threads": torch.get_num_threads(), "torch": torch.__version__, "command": opts.command,
-               "wall_time_s": time.perf_counter() - started, "environment": describe_environment(_devices()[-1]), "rows": rows}
+        print(
+            f"[inference] {label}: " + ", ".join(f"{d} {row[str(d)]['mean_s']:.3f} s" for d in _devices()), flush=True
+        )
+    summary = {
+        "experiment": "inference-time",
+        "title": "Inference time of mentor and students (DeepMimic Table 6)",
+        "dataset": opts.dataset,
+        "test_images": len(test),
+        "batch_size": batch_size,
+        "repeats": repeats,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "command": opts.command,
+        "wall_time_s": time.perf_counter() - started,
+        "environment": describe_environment(_devices()[-1]),
+        "rows": rows,
+    }
     return write_summary(Path(opts.out) / "inference-time", summary)

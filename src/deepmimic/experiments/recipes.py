@@ -22,7 +22,8 @@ from typing import Any
 # Where the paper is silent: what we chose, said once, shown on every experiment page.
 OUR_CHOICES = (
     "learning rate, momentum 0.9 with Nesterov, weight decay 5e-4, cosine schedule, batch 64",
-    "a one-epoch linear warm-up on CIFAR-10 and Tiny ImageNet (plain SGD at full rate from the start stalls near chance "
+    "a one-epoch linear warm-up on CIFAR-10 and Tiny ImageNet "
+    "(plain SGD at full rate from the start stalls near chance "
     "on the CIFAR-10 mentor, which has no batch norm)",
     "random-crop (pad 4) and horizontal-flip augmentation on CIFAR-10",
     "dropout 0.25 after each pooling block and each hidden fully connected layer of the mentor "
@@ -41,15 +42,25 @@ class Recipe:
     paper_epochs: bool = True  # False: the paper states no epochs; ``epochs`` is our choice
 
 
-_SGD = {"optimizer": "sgd", "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "cosine", "batch_size": 64}
+_SGD = {
+    "optimizer": "sgd",
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5e-4,
+    "schedule": "cosine",
+    "batch_size": 64,
+}
 
 RECIPES: dict[str, Recipe] = {
     "mnist": Recipe(epochs=15, mentor_model="mnist-mentor-dropout", train={**_SGD, "lr": 0.05}, paper_epochs=False),
     "cifar10": Recipe(
-        epochs=150, mentor_model="cifar10-mentor-dropout",
+        epochs=150,
+        mentor_model="cifar10-mentor-dropout",
         train={**_SGD, "lr": 0.05, "warmup_epochs": 1, "augment": "crop-flip"},
     ),
-    "tinyimagenet": Recipe(epochs=100, mentor_model="tinyimagenet-mentor", train={**_SGD, "lr": 0.05, "warmup_epochs": 1}),
+    "tinyimagenet": Recipe(
+        epochs=100, mentor_model="tinyimagenet-mentor", train={**_SGD, "lr": 0.05, "warmup_epochs": 1}
+    ),
 }
 
 

@@ -5,6 +5,9 @@
     report = export_onnx(load_trained("runs/demo/students/student-a"), "student-a.onnx")
     print(report.summary())
 
+``load_trained`` rebuilds the model from the stage's self-describing ``weights.safetensors``
+alone (:mod:`deepmimic.models.description`); a standalone bundle is the same file format.
+
 The exported graph takes float32 (B, C, H, W) pixels scaled to 0-1 (uint8 / 255) and returns
 ``(logits, probs)``; see :mod:`deepmimic.export.exporters` and docs/serving-and-export.md.
 """

@@ -98,7 +98,10 @@ def _sample_batches(trained, batch_size: int, images: torch.Tensor | None) -> li
     other = 1 if batch_size > 1 else 3
     if images is not None:
         if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != tuple(trained.in_shape):
-            raise ExportError(f"verification images must be uint8 (N, {', '.join(map(str, trained.in_shape))}), got {images.dtype} {tuple(images.shape)}")
+            raise ExportError(
+                f"verification images must be uint8 (N, {', '.join(map(str, trained.in_shape))}), "
+                f"got {images.dtype} {tuple(images.shape)}"
+            )
         reps = -(-(batch_size + other) // images.shape[0])
         pool = images.repeat(reps, 1, 1, 1)
     else:
@@ -108,7 +111,11 @@ def _sample_batches(trained, batch_size: int, images: torch.Tensor | None) -> li
 
 
 def _compare(
-    trained, batches: list[torch.Tensor], run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], atol: float, what: str  # noqa: ANN001
+    trained,
+    batches: list[torch.Tensor],
+    run: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+    atol: float,
+    what: str,  # noqa: ANN001
 ) -> tuple[float, float]:
     diff_p = diff_l = 0.0
     for batch in batches:
@@ -116,11 +123,17 @@ def _compare(
         ref_probs = torch.softmax(ref_logits, dim=1)
         logits, probs = run(batch.float() / 255.0)
         if tuple(logits.shape) != tuple(ref_logits.shape) or tuple(probs.shape) != tuple(ref_probs.shape):
-            raise ExportError(f"{what}: output shapes {tuple(logits.shape)}/{tuple(probs.shape)} differ from PyTorch's {tuple(ref_logits.shape)} for a batch of {batch.shape[0]}")
+            raise ExportError(
+                f"{what}: output shapes {tuple(logits.shape)}/{tuple(probs.shape)} differ from PyTorch's "
+                f"{tuple(ref_logits.shape)} for a batch of {batch.shape[0]}"
+            )
         diff_l = max(diff_l, float((logits.float() - ref_logits).abs().max()))
         diff_p = max(diff_p, float((probs.float() - ref_probs).abs().max()))
     if not (diff_p < atol and diff_l < atol):  # also catches NaN
-        raise ExportError(f"{what}: exported model differs from PyTorch (max abs diff probs {diff_p:.3g}, logits {diff_l:.3g}; tolerance {atol:g}); nothing written")
+        raise ExportError(
+            f"{what}: exported model differs from PyTorch (max abs diff probs {diff_p:.3g}, logits {diff_l:.3g}; "
+            f"tolerance {atol:g}); nothing written"
+        )
     return diff_p, diff_l
 
 
@@ -168,8 +181,15 @@ def export_onnx(
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 torch.onnx.export(
-                    module, (batches[0].float() / 255.0,), str(tmp), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-                    dynamic_axes=axes, opset_version=opset, do_constant_folding=True, dynamo=False,
+                    module,
+                    (batches[0].float() / 255.0,),
+                    str(tmp),
+                    input_names=[INPUT_NAME],
+                    output_names=list(OUTPUT_NAMES),
+                    dynamic_axes=axes,
+                    opset_version=opset,
+                    do_constant_folding=True,
+                    dynamo=False,
                 )
             proto = onnx.load(str(tmp))
             metadata = {
@@ -187,7 +207,9 @@ def export_onnx(
             for key, value in metadata.items():
                 entry = proto.metadata_props.add()
                 entry.key, entry.value = key, value
-            proto.doc_string = f"deepmimic model '{trained.name}': input {INPUT_CONVENTION}; outputs logits, probs (B, K)"
+            proto.doc_string = (
+                f"deepmimic model '{trained.name}': input {INPUT_CONVENTION}; outputs logits, probs (B, K)"
+            )
             onnx.checker.check_model(proto)
             onnx.save(proto, str(tmp))
             session = ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
@@ -202,7 +224,9 @@ def export_onnx(
     except DeepMimicError:
         raise
     except Exception as exc:  # exporter or checker failure: one line, not a traceback
-        raise ExportError(f"{out}: ONNX export failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from exc
+        raise ExportError(
+            f"{out}: ONNX export failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
+        ) from exc
     return ExportReport(out, "onnx", tuple(b.shape[0] for b in batches), diff_p, diff_l)
 
 
@@ -225,23 +249,24 @@ def export_torchscript(
     module = _inference_module(trained)
     batches = _sample_batches(trained, batch_size, images)
     try:
-        with atomic_path(out) as tmp:
-            with torch.no_grad(), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                traced = torch.jit.trace(module, (batches[0].float() / 255.0,), check_trace=False)
-                traced.save(str(tmp))
-                loaded = torch.jit.load(str(tmp), map_location="cpu")
-                loaded.eval()
+        with atomic_path(out) as tmp, torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(module, (batches[0].float() / 255.0,), check_trace=False)
+            traced.save(str(tmp))
+            loaded = torch.jit.load(str(tmp), map_location="cpu")
+            loaded.eval()
 
-                def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                    logits, probs = loaded(x)
-                    return logits, probs
+            def run(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                logits, probs = loaded(x)
+                return logits, probs
 
-                diff_p, diff_l = _compare(trained, batches, run, atol, f"{out}")
+            diff_p, diff_l = _compare(trained, batches, run, atol, f"{out}")
     except OSError as exc:
         raise _write_error(out, exc) from None
     except DeepMimicError:
         raise
     except Exception as exc:
-        raise ExportError(f"{out}: TorchScript export failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})") from exc
+        raise ExportError(
+            f"{out}: TorchScript export failed ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
+        ) from exc
     return ExportReport(out, "torchscript", tuple(b.shape[0] for b in batches), diff_p, diff_l)

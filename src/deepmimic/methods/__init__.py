@@ -3,10 +3,11 @@
 from deepmimic.methods.base import Method
 from deepmimic.methods.factor_transfer import FactorTransfer
 from deepmimic.methods.imitation import Imitation
-from deepmimic.methods.kd import KnowledgeDistillation, kd_loss
+from deepmimic.methods.kd import KnowledgeDistillation
+from deepmimic.methods.losses import kd_loss, soft_cross_entropy
 from deepmimic.methods.pfeed import ParallelFeed
 from deepmimic.methods.registry import METHODS, create_method, method_options
-from deepmimic.methods.soft_label import SoftLabel, soft_cross_entropy
+from deepmimic.methods.soft_label import SoftLabel
 from deepmimic.methods.supervised import Supervised
 
 __all__ = [

@@ -13,7 +13,9 @@ checked at construction, so "derivative loss with a predictions-only teacher" fa
 before any training with a message naming both.
 
 Constructors take keyword hyperparameters, store them under the same names and do no
-work, so a YAML block maps 1:1 onto a call and unknown keys fail early.
+work, so a YAML block maps 1:1 onto a call and unknown keys fail early. The constructor's
+keyword defaults are the method's only defaults: every pipeline passes ``method_options``
+through :func:`deepmimic.methods.registry.create_method` and re-declares none of them.
 """
 
 from __future__ import annotations
@@ -81,7 +83,9 @@ class Method(nn.Module):
         """``losses(batch)``: what a module wrapper (DistributedDataParallel) calls."""
         return self.losses(batch)
 
-    def setup(self, data: TrainingSet, normalizer: Normalizer, device: torch.device, batch_size: int, pretrain: bool) -> None:
+    def setup(
+        self, data: TrainingSet, normalizer: Normalizer, device: torch.device, batch_size: int, pretrain: bool
+    ) -> None:
         """A setup stage before the optimisers are built (e.g. factor transfer builds its
         translators from the feature shapes and pre-trains its paraphraser). ``pretrain`` is
         False when the run resumes from a checkpoint, which restores what pre-training made."""
@@ -122,12 +126,10 @@ class Method(nn.Module):
             self._teacher.to(device)
         return self
 
-    def hyperparameters(self) -> dict[str, object]:
-        """The constructor's keyword arguments, for logs and results files."""
-        return {}
 
-
-def check_option(method: str, name: str, value: float, *, above: float | None = None, at_least: float | None = None) -> None:
+def check_option(
+    method: str, name: str, value: float, *, above: float | None = None, at_least: float | None = None
+) -> None:
     """Refuse a non-finite option, or one not ``> above`` / ``>= at_least``, with a one-line ConfigError."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ConfigError(f"{method}: {name} must be a finite number, got {value!r}")

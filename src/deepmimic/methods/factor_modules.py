@@ -29,8 +29,12 @@ class Paraphraser(nn.Module):
     def __init__(self, channels: int, rate: float = 0.5) -> None:
         super().__init__()
         mid = factor_channels(channels, rate)
-        self.encoder = nn.Sequential(*_conv_block(channels, channels), *_conv_block(channels, mid), *_conv_block(mid, mid))
-        self.decoder = nn.Sequential(*_deconv_block(mid, mid), *_deconv_block(mid, channels), *_deconv_block(channels, channels))
+        self.encoder = nn.Sequential(
+            *_conv_block(channels, channels), *_conv_block(channels, mid), *_conv_block(mid, mid)
+        )
+        self.decoder = nn.Sequential(
+            *_deconv_block(mid, mid), *_deconv_block(mid, channels), *_deconv_block(channels, channels)
+        )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)  # (B, C, H, W) -> (B, C*k, H, W)
@@ -52,7 +56,11 @@ class Translator(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(*_conv_block(in_channels, in_channels), *_conv_block(in_channels, out_channels), *_conv_block(out_channels, out_channels))
+        self.net = nn.Sequential(
+            *_conv_block(in_channels, in_channels),
+            *_conv_block(in_channels, out_channels),
+            *_conv_block(out_channels, out_channels),
+        )
 
     def forward(self, x: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
         factor = self.net(x)

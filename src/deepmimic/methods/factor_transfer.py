@@ -64,7 +64,11 @@ class FactorTransfer(Method):
         check_option("factor transfer", "paraphraser_lr", paraphraser_lr, above=0)
         super().__init__(student, teacher)
         self.beta, self.p, self.rate = beta, p, rate
-        self.use_paraphraser, self.paraphraser_epochs, self.paraphraser_lr = paraphraser, paraphraser_epochs, paraphraser_lr
+        self.use_paraphraser, self.paraphraser_epochs, self.paraphraser_lr = (
+            paraphraser,
+            paraphraser_epochs,
+            paraphraser_lr,
+        )
         self.student_layer = student_layer  # None: the student's last feature map, found in setup()
         self.ce_weight = ce_weight
         self.reduction = reduction
@@ -90,13 +94,19 @@ class FactorTransfer(Method):
             raise TeacherError("factor transfer: the teacher returned no feature maps")
         return features
 
-    def setup(self, data: TrainingSet, normalizer: Normalizer, device: torch.device, batch_size: int, pretrain: bool) -> None:
+    def setup(
+        self, data: TrainingSet, normalizer: Normalizer, device: torch.device, batch_size: int, pretrain: bool
+    ) -> None:
         """Build translators/paraphrasers from one batch's shapes; pre-train the paraphrasers."""
         if self.student_layer is None:
             self.student_layer = last_feature_layer(self.student, tuple(data.images.shape[1:]))
         if self._capture is None:
             self._capture = FeatureCapture(self.student, [self.student_layer])
-        probe = Batch(normalizer(data.images[: min(len(data), batch_size)].to(device)), {}, torch.arange(min(len(data), batch_size)))
+        probe = Batch(
+            normalizer(data.images[: min(len(data), batch_size)].to(device)),
+            {},
+            torch.arange(min(len(data), batch_size)),
+        )
         teacher_maps = self._teacher_maps(probe)
         was_training = self.student.training
         self.student.eval()
@@ -117,7 +127,9 @@ class FactorTransfer(Method):
             parameter.requires_grad_(False)  # frozen after pre-training: F_T is a fixed target
         self.paraphrasers.eval()
 
-    def _pretrain_paraphrasers(self, data: TrainingSet, normalizer: Normalizer, device: torch.device, batch_size: int) -> None:
+    def _pretrain_paraphrasers(
+        self, data: TrainingSet, normalizer: Normalizer, device: torch.device, batch_size: int
+    ) -> None:
         optimizer = torch.optim.Adam(self.paraphrasers.parameters(), lr=self.paraphraser_lr)
         generator = torch.Generator().manual_seed(0)
         self.paraphrasers.train()
@@ -132,7 +144,11 @@ class FactorTransfer(Method):
                 loss.backward()
                 optimizer.step()
                 total, batches = total + float(loss.detach()), batches + 1
-            print(f"[paraphraser] epoch {epoch + 1}/{self.paraphraser_epochs} reconstruction={total / max(batches, 1):.4f}", flush=True)
+            print(
+                f"[paraphraser] epoch {epoch + 1}/{self.paraphraser_epochs} "
+                f"reconstruction={total / max(batches, 1):.4f}",
+                flush=True,
+            )
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         if not self.keys or self._capture is None or self.student_layer is None:
@@ -152,9 +168,3 @@ class FactorTransfer(Method):
         if self.ce_weight > 0:
             out["ce"] = self.ce_weight * F.cross_entropy(logits, batch.targets["labels"])
         return out
-
-    def hyperparameters(self) -> dict[str, object]:
-        return {
-            "beta": self.beta, "p": self.p, "rate": self.rate, "paraphraser": self.use_paraphraser,
-            "paraphraser_epochs": self.paraphraser_epochs, "student_layer": self.student_layer, "ce_weight": self.ce_weight, "reduction": self.reduction,
-        }

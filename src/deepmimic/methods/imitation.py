@@ -32,6 +32,7 @@ from deepmimic.errors import ConfigError
 from deepmimic.methods.base import Method, check_option
 from deepmimic.methods.discriminator import ConditionalDiscriminator
 from deepmimic.methods.jacobian import jacobian_mse
+from deepmimic.methods.losses import soften
 from deepmimic.teachers.base import Teacher, TeacherOutput
 
 
@@ -106,7 +107,7 @@ class Imitation(Method):
         if self.adv_input == "logits":
             assert logits is not None
             return logits
-        return torch.softmax(torch.log(probs.clamp_min(1e-12)) / self.adv_temperature, dim=1)
+        return soften(probs, self.adv_temperature)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.der_weight > 0:
@@ -134,8 +135,11 @@ class Imitation(Method):
             out["rec"] = self.rec_weight * F.mse_loss(student_view, self._pick(student_logits, teacher).detach())
         if derivative:
             out["der"] = self.der_weight * jacobian_mse(
-                student_view, self._pick(student_logits, teacher), x,
-                projections=self.projections, exact=self.exact_jacobian,
+                student_view,
+                self._pick(student_logits, teacher),
+                x,
+                projections=self.projections,
+                exact=self.exact_jacobian,
             )
         if self.adv_weight > 0:
             assert self.discriminator is not None
@@ -164,20 +168,11 @@ class Imitation(Method):
         self._pending = None
         real_score = self.discriminator(real, condition)
         fake_score = self.discriminator(fake, condition)
-        loss = F.binary_cross_entropy_with_logits(real_score, torch.ones_like(real_score)) + F.binary_cross_entropy_with_logits(
-            fake_score, torch.zeros_like(fake_score)
-        )
+        loss = F.binary_cross_entropy_with_logits(
+            real_score, torch.ones_like(real_score)
+        ) + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score))
         self._disc_optimizer.zero_grad(set_to_none=True)  # also clears grads the student's adv term left on D
         loss.backward()
         distributed.average_gradients(self.discriminator.parameters())  # D is stepped outside DDP
         self._disc_optimizer.step()
         return {"disc": loss.detach()}
-
-    def hyperparameters(self) -> dict[str, object]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "rec_weight", "der_weight", "adv_weight", "output", "projections", "exact_jacobian",
-                "adv_input", "adv_temperature", "adv_condition", "disc_hidden", "disc_lr",
-            )
-        }

@@ -16,7 +16,9 @@ from __future__ import annotations
 import torch
 
 
-def _vjp_difference(student_out: torch.Tensor, teacher_out: torch.Tensor, x: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+def _vjp_difference(
+    student_out: torch.Tensor, teacher_out: torch.Tensor, x: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
     """sum_i || v_i^T J_s(x_i) - v_i^T J_t(x_i) ||^2 for v (B, K); differentiable for the student only."""
     (g_student,) = torch.autograd.grad((student_out * v).sum(), x, create_graph=True)  # (B, C, H, W)
     (g_teacher,) = torch.autograd.grad((teacher_out * v).sum(), x, retain_graph=True)  # detached: teacher is frozen

@@ -32,6 +32,12 @@ class ParallelFeed(FactorTransfer):
         reduction: str = "mean",
     ) -> None:
         super().__init__(
-            student, teacher, beta=beta, p=p, paraphraser=False, student_layer=student_layer, ce_weight=ce_weight,
+            student,
+            teacher,
+            beta=beta,
+            p=p,
+            paraphraser=False,
+            student_layer=student_layer,
+            ce_weight=ce_weight,
             reduction=reduction,
         )

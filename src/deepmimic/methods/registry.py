@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterable
 from typing import Any
 
 from torch import nn
@@ -36,16 +37,26 @@ def method_options(name: str) -> set[str]:
     }
 
 
-def create_method(name: str, student: nn.Module, teacher: Teacher | None = None, **hyperparameters: Any) -> Method:
-    """Instantiate method ``name`` around ``student`` and ``teacher``; unknown names or keys fail clearly."""
+def check_method_options(name: str, options: Iterable[str]) -> None:
+    """Refuse an unknown method ``name`` or an option name its constructor does not take (one-line
+    :class:`ConfigError`); cheap, so a pipeline can check every stage before it loads data."""
     if name not in METHODS:
         raise ConfigError(f"unknown method '{name}'; known methods: {', '.join(sorted(METHODS))}")
     accepted = method_options(name)
-    unknown = sorted(set(hyperparameters) - accepted)
+    unknown = sorted(set(options) - accepted)
     if unknown:
         raise ConfigError(
-            f"method '{name}' has no option(s) {', '.join(unknown)}; it accepts: {', '.join(sorted(accepted)) or 'none'}"
+            f"method '{name}' has no option(s) {', '.join(unknown)}; "
+            f"it accepts: {', '.join(sorted(accepted)) or 'none'}"
         )
+
+
+def create_method(name: str, student: nn.Module, teacher: Teacher | None = None, **hyperparameters: Any) -> Method:
+    """Instantiate method ``name`` around ``student`` and ``teacher``; unknown names or keys fail clearly.
+
+    The constructor's keyword defaults are the only defaults a method has: a config's
+    ``method_options`` override them key by key."""
+    check_method_options(name, hyperparameters)
     try:
         return METHODS[name](student, teacher, **hyperparameters)
     except TypeError as exc:

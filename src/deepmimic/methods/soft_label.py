@@ -8,7 +8,8 @@ the cross-entropy between distributions:
 At T = 1 (the paper's setting) this is the plain soft cross-entropy. With T != 1 the
 teacher's probabilities are re-tempered as softmax(log p_t / T) and the loss is scaled by
 T^2 so gradient magnitudes stay comparable (Hinton et al., 2015). Only probabilities are
-needed, so a cached or black-box teacher serves.
+needed, so a cached or black-box teacher serves. The loss is
+:func:`deepmimic.methods.losses.soft_cross_entropy`.
 """
 
 from __future__ import annotations
@@ -16,27 +17,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from deepmimic.data.batches import Batch
 from deepmimic.methods.base import Method, check_option
+from deepmimic.methods.losses import soft_cross_entropy
 from deepmimic.teachers.base import Teacher
-
-
-def temper(probs: torch.Tensor, temperature: float) -> torch.Tensor:
-    """softmax(log p / T): the distribution a softmax at temperature T would have given."""
-    if temperature == 1.0:
-        return probs
-    return torch.softmax(torch.log(probs.clamp_min(1e-12)) / temperature, dim=1)
-
-
-def soft_cross_entropy(student_logits: torch.Tensor, teacher_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Mean over the batch of -sum_k p_t,k log softmax(z_s / T)_k, times T^2.
-
-    student_logits: (B, K) raw scores. teacher_probs: (B, K) rows summing to 1.
-    """
-    log_q = F.log_softmax(student_logits.float() / temperature, dim=1)  # float32 under autocast too
-    return -(temper(teacher_probs, temperature) * log_q).sum(dim=1).mean() * (temperature**2)
 
 
 class SoftLabel(Method):
@@ -53,6 +38,3 @@ class SoftLabel(Method):
         with torch.no_grad():
             target = self.ask_teacher(batch).probs
         return {"soft_ce": soft_cross_entropy(self.student(batch.x), target, self.temperature)}
-
-    def hyperparameters(self) -> dict[str, object]:
-        return {"temperature": self.temperature}

@@ -18,13 +18,12 @@ class Supervised(Method):
 
     uses_labels: ClassVar[bool] = True
 
-    def __init__(self, student: torch.nn.Module, teacher: Teacher | None = None, *, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self, student: torch.nn.Module, teacher: Teacher | None = None, *, label_smoothing: float = 0.0
+    ) -> None:
         super().__init__(student, teacher)
         self.label_smoothing = label_smoothing
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         logits = self.student(batch.x)  # (B, K)
         return {"ce": F.cross_entropy(logits, batch.targets["labels"], label_smoothing=self.label_smoothing)}
-
-    def hyperparameters(self) -> dict[str, object]:
-        return {"label_smoothing": self.label_smoothing}

@@ -8,16 +8,15 @@
 Every model maps (B, C, H, W) images to (B, num_classes) logits (no softmax inside).
 """
 
+# CIFAR model zoo (FEED paper); importing registers resnet20..110, wrn*, resnext29_* by name.
+from deepmimic.models.cifar_resnet import CifarResNet, cifar_resnet  # noqa: E402
+from deepmimic.models.features import FeatureCapture, format_layer_table, last_feature_layer, layer_shapes  # noqa: E402
 from deepmimic.models.notation import LayerSpec, NotationNet, build_from_notation, parse_notation
 from deepmimic.models.presets import PRESETS, Preset, get_preset
 from deepmimic.models.registry import create_model, list_presets, register_model
-from deepmimic.models.stats import count_macs, count_parameters, describe_model
-
-# CIFAR model zoo (FEED paper); importing registers resnet20..110, wrn*, resnext29_* by name.
-from deepmimic.models.cifar_resnet import CifarResNet, cifar_resnet  # noqa: E402
-from deepmimic.models.wide_resnet import WideResNet, wide_resnet  # noqa: E402
 from deepmimic.models.resnext import ResNeXt29, resnext29  # noqa: E402
-from deepmimic.models.features import FeatureCapture, format_layer_table, last_feature_layer, layer_shapes  # noqa: E402
+from deepmimic.models.stats import count_macs, count_parameters, describe_model
+from deepmimic.models.wide_resnet import WideResNet, wide_resnet  # noqa: E402
 
 __all__ = [
     "PRESETS",

@@ -1,54 +1,46 @@
-"""Load a trained model back from a finished run (or from a standalone bundle file).
+"""Load a trained model back from its self-describing weights file.
 
 ``load_trained(path)`` accepts:
 
 * a **stage folder** of a finished run, the folder holding ``weights.safetensors``:
-  ``<run>/mentor``, ``<run>/students/<slug>`` (DeepMimic pipeline) or ``<run>/<slug>``
-  (FEED pipeline), where ``<slug>`` is :func:`deepmimic.io_utils.slugify` of the stage's
-  name. The run's ``config.yaml`` (and ``results.json``) are found in the parent folders;
-  the stage's architecture and options come from the config, the normalisation statistics
-  from the weights' metadata (written by the trainer) or from ``results.json``;
-* the ``weights.safetensors`` file of such a folder (same as its folder);
-* a **standalone bundle** written by :func:`save_bundle`: one safetensors file whose
-  metadata records the architecture, options, input shape, classes and normalisation,
-  so it loads without the run around it.
+  ``<run>/mentor``, ``<run>/students/<slug>`` (DeepMimic and mimic pipelines) or
+  ``<run>/<slug>`` (FEED pipeline);
+* the ``weights.safetensors`` file of such a folder, moved or copied anywhere;
+* a **standalone bundle** written by :func:`save_bundle` (``deepmimic export --bundle``),
+  which is the same format: weights plus their description.
 
-Only safe formats are read (safetensors, YAML with ``safe_load``, JSON): nothing is
-unpickled. Every problem a user can cause raises :class:`ModelSpecError` with a one-line
-message naming the path.
+Everything needed to rebuild the model (architecture, model options, input shape, classes,
+normalisation; :class:`~deepmimic.models.description.ModelDescription`) is read from the
+file's safetensors metadata, which the trainer writes. Nothing else is read: not the run's
+``config.yaml`` or ``results.json``, not the dataset, and the pipeline kind does not matter.
+
+Weights written before the metadata existed do not load: :class:`ModelSpecError` names the
+file and the missing field. Standalone bundles of deepmimic 0.1 (``deepmimic-bundle/1``)
+already carried every field and still load.
+
+Only safetensors is read: nothing is unpickled. Every problem a user can cause raises
+:class:`ModelSpecError` with a one-line message naming the path.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 from deepmimic.data.batches import Normalizer
-from deepmimic.errors import DeepMimicError, ModelSpecError
-from deepmimic.io_utils import atomic_path, slugify
+from deepmimic.engine.checkpoint import save_weights
+from deepmimic.errors import ModelSpecError
+from deepmimic.models.description import MODEL_FORMAT, ModelDescription
 
 WEIGHTS_FILE = "weights.safetensors"
-BUNDLE_FORMAT = "deepmimic-bundle/1"
-
-# Datasets whose image shape and class count never vary (so no data is read to know them).
-_FIXED_DATASETS: dict[str, tuple[tuple[int, int, int], int]] = {
-    "mnist-5k": ((1, 28, 28), 10),
-    "mnist": ((1, 28, 28), 10),
-    "fashion-mnist": ((1, 28, 28), 10),
-    "cifar10": ((3, 32, 32), 10),
-    "cifar100": ((3, 32, 32), 100),
-}
-# Fixed image shape, variable class count (a Tiny ImageNet folder may hold a class subset).
-_FIXED_SHAPES: dict[str, tuple[int, int, int]] = {"tiny-imagenet": (3, 64, 64)}
+BUNDLE_FORMAT = MODEL_FORMAT  # a bundle is a weights file: one format for both
 
 
 @dataclass(frozen=True)
@@ -66,6 +58,7 @@ class TrainedModel:
         model_options: the options given to :func:`create_model`.
         class_names: the class names when the run recorded them, else ``()``.
         source: the path it was loaded from.
+        method: the method it was trained with, when recorded.
     """
 
     model: nn.Module
@@ -77,6 +70,21 @@ class TrainedModel:
     model_options: Mapping[str, Any] = field(default_factory=dict)
     class_names: tuple[str, ...] = ()
     source: Path | None = None
+    method: str = ""
+
+    @property
+    def description(self) -> ModelDescription:
+        """What this model is, as written into its weights' metadata."""
+        return ModelDescription(
+            architecture=self.architecture,
+            in_shape=self.in_shape,
+            num_classes=self.num_classes,
+            model_options=self.model_options,
+            class_names=self.class_names,
+            name=self.name,
+            method=self.method,
+            normalizer=self.normalizer,
+        )
 
     @torch.no_grad()
     def logits(self, images_uint8: torch.Tensor) -> torch.Tensor:
@@ -102,104 +110,80 @@ class TrainedModel:
 
 
 def load_trained(path: str | Path) -> TrainedModel:
-    """Rebuild a trained model from a run's stage folder or a standalone bundle (see module doc).
+    """Rebuild a trained model from a stage folder, its weights file or a bundle (see module doc).
 
-    Raises :class:`ModelSpecError` (one line) when the path is missing, holds no weights,
-    has no run config above it, names no stage of that run, or when the weights do not
-    fit the architecture.
+    Reads only the safetensors file. Raises :class:`ModelSpecError` (one line) when the
+    path is missing, holds no weights, the weights carry no model description (an older
+    deepmimic wrote them) or do not fit the described architecture.
     """
     p = Path(path)
     if not p.exists():
         raise ModelSpecError(f"{p}: no such file or folder")
-    if p.is_file():
-        metadata = _read_metadata(p)
-        if metadata.get("format") == BUNDLE_FORMAT:
-            return _load_bundle(p, metadata)
-        if p.name != WEIGHTS_FILE:
-            raise ModelSpecError(
-                f"{p}: not a deepmimic bundle (no '{BUNDLE_FORMAT}' metadata) nor a stage's {WEIGHTS_FILE}"
-            )
-        p = p.parent
-    weights = p / WEIGHTS_FILE
+    weights = p if p.is_file() else p / WEIGHTS_FILE
     if not weights.is_file():
-        if (p / "checkpoint.pt").is_file():
-            hint = " (the stage has not finished training)"
-        elif (p / "config.yaml").is_file():
-            stages = sorted(w.parent.relative_to(p).as_posix() for w in p.glob(f"**/{WEIGHTS_FILE}"))
-            hint = f" (this is a run folder; its trained stages: {', '.join(stages) or 'none yet'})"
-        else:
-            hint = ""
-        raise ModelSpecError(f"{p}: no {WEIGHTS_FILE} in this folder{hint}; pass a trained stage folder such as <run>/mentor")
-    run_dir, stage_key = _find_run(p)
-    config = _read_yaml(run_dir / "config.yaml")
-    results = _read_results(run_dir / "results.json")
-    name, architecture, options = _find_stage(config, results, stage_key, p)
-    metadata = _read_metadata(weights)
-    normalizer = _normalizer(metadata, results, weights)
-    in_shape, num_classes = _data_shape(config, results, metadata, weights, run_dir)
-    class_names = tuple(str(n) for n in ((results or {}).get("data") or {}).get("class_names") or ())
-    model = _build(architecture, in_shape, num_classes, options, weights)
-    if len(normalizer.mean) != in_shape[0]:
-        raise ModelSpecError(f"{weights}: normaliser has {len(normalizer.mean)} channels but the input has {in_shape[0]}")
+        raise ModelSpecError(
+            f"{p}: no {WEIGHTS_FILE} in this folder{_folder_hint(p)}; pass a trained stage folder such as <run>/mentor"
+        )
+    description = ModelDescription.from_metadata(_read_metadata(weights), weights)
+    assert description.normalizer is not None  # from_metadata requires it
+    model = _build(
+        description.architecture,
+        description.in_shape,
+        description.num_classes,
+        dict(description.model_options),
+        weights,
+    )
+    default_name = weights.parent.name if weights.name == WEIGHTS_FILE else weights.stem
     return TrainedModel(
-        model=model, normalizer=normalizer, num_classes=num_classes, in_shape=in_shape, name=name,
-        architecture=architecture, model_options=dict(options),
-        class_names=class_names if len(class_names) == num_classes else (), source=p,
+        model=model,
+        normalizer=description.normalizer,
+        num_classes=description.num_classes,
+        in_shape=description.in_shape,
+        name=description.name or default_name,
+        architecture=description.architecture,
+        model_options=dict(description.model_options),
+        class_names=description.class_names,
+        source=p,
+        method=description.method,
     )
 
 
 def save_bundle(trained: TrainedModel, path: str | Path) -> Path:
     """Write ``trained`` as one standalone safetensors file that :func:`load_trained` reads back.
 
-    The metadata records the architecture, model options, input shape, class count (and
-    names), normalisation and name. Written atomically.
+    The same format as a stage's ``weights.safetensors``, written by the same function
+    (:func:`deepmimic.engine.checkpoint.save_weights`): the weights with the model's
+    description as metadata (:meth:`ModelDescription.to_metadata`), atomically. A bundle
+    of a model loaded from a stage is a byte-for-byte copy of the stage's weights file.
     """
     out = Path(path)
     if not trained.architecture:
         raise ModelSpecError(f"{trained.name}: unknown architecture, cannot write a bundle")
-    metadata = {
-        "format": BUNDLE_FORMAT,
-        "name": trained.name,
-        "model": trained.architecture,
-        "model_options": json.dumps(dict(trained.model_options)),
-        "in_shape": json.dumps(list(trained.in_shape)),
-        "num_classes": str(trained.num_classes),
-        "class_names": json.dumps(list(trained.class_names)),
-        "normalizer": json.dumps(trained.normalizer.to_dict()),
-    }
-    tensors = {k: v.detach().cpu().contiguous() for k, v in trained.model.state_dict().items()}
+    metadata = trained.description.to_metadata()
     if out.is_dir():
         raise ModelSpecError(f"{out}: is a folder; give a file name such as student.safetensors")
     try:
-        with atomic_path(out) as tmp:
-            save_file(tensors, str(tmp), metadata=metadata)
+        save_weights(out, trained.model, metadata=metadata)  # exactly as the trainer writes a stage's weights
     except OSError as exc:
         raise ModelSpecError(f"{out}: cannot write bundle ({exc.strerror or exc})") from exc
     return out
 
 
-def _load_bundle(path: Path, metadata: dict[str, str]) -> TrainedModel:
-    try:
-        architecture = metadata["model"]
-        options = json.loads(metadata.get("model_options", "{}"))
-        in_shape = tuple(int(v) for v in json.loads(metadata["in_shape"]))
-        num_classes = int(metadata["num_classes"])
-        class_names = tuple(str(n) for n in json.loads(metadata.get("class_names", "[]")))
-        norm = json.loads(metadata["normalizer"])
-        normalizer = Normalizer(tuple(float(v) for v in norm["mean"]), tuple(float(v) for v in norm["std"]))
-    except (KeyError, ValueError, TypeError) as exc:
-        raise ModelSpecError(f"{path}: malformed bundle metadata ({type(exc).__name__}: {exc})") from None
-    if len(in_shape) != 3 or not isinstance(options, dict):
-        raise ModelSpecError(f"{path}: malformed bundle metadata (in_shape {in_shape}, model_options {options!r})")
-    model = _build(architecture, in_shape, num_classes, options, path)  # type: ignore[arg-type]
-    return TrainedModel(
-        model=model, normalizer=normalizer, num_classes=num_classes, in_shape=in_shape,  # type: ignore[arg-type]
-        name=metadata.get("name") or path.stem, architecture=architecture, model_options=options,
-        class_names=class_names if len(class_names) == num_classes else (), source=path,
-    )
-
-
 # --------------------------------------------------------------------------- helpers
+
+
+def _folder_hint(folder: Path) -> str:
+    """Why a folder holds no weights: an unfinished stage, or a run folder (listing its trained stages)."""
+    if (folder / "checkpoint.pt").is_file():
+        return " (the stage has not finished training)"
+    stages = sorted(
+        w.parent.relative_to(folder).as_posix()
+        for pattern in (f"*/{WEIGHTS_FILE}", f"*/*/{WEIGHTS_FILE}")
+        for w in folder.glob(pattern)
+    )
+    if stages or (folder / "config.yaml").is_file():
+        return f" (this is a run folder; its trained stages: {', '.join(stages) or 'none yet'})"
+    return ""
 
 
 def _read_metadata(path: Path) -> dict[str, str]:
@@ -215,154 +199,16 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _find_run(stage_dir: Path) -> tuple[Path, str]:
-    """The run folder above ``stage_dir`` (holding config.yaml) and the stage's path below it."""
-    stage_dir = stage_dir.resolve()
-    for run_dir in list(stage_dir.parents)[:3]:
-        if (run_dir / "config.yaml").is_file():
-            return run_dir, stage_dir.relative_to(run_dir).as_posix()
-    raise ModelSpecError(
-        f"{stage_dir}: no run config (config.yaml) in the folders above; "
-        "pass a stage folder of a finished run (<run>/mentor, <run>/students/<name>) or a bundle file"
-    )
-
-
-def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ModelSpecError(f"{path}: cannot read the run config ({' '.join(str(exc).split())})") from None
-    if not isinstance(raw, dict):
-        raise ModelSpecError(f"{path}: the run config is not a mapping")
-    return raw
-
-
-def _read_results(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelSpecError(f"{path}: not valid JSON ({exc})") from None
-    return payload if isinstance(payload, dict) else None
-
-
-def _stage_fields(stage: Any, where: str) -> tuple[str, str, dict[str, Any]]:
-    if not isinstance(stage, dict) or not isinstance(stage.get("model"), str):
-        raise ModelSpecError(f"{where}: stage has no 'model' in the run config")
-    options = stage.get("model_options") or {}
-    if not isinstance(options, dict):
-        raise ModelSpecError(f"{where}: model_options is not a mapping")
-    return str(stage.get("name", "")), stage["model"], options
-
-
-def _find_stage(
-    config: dict[str, Any], results: dict[str, Any] | None, key: str, stage_dir: Path
-) -> tuple[str, str, dict[str, Any]]:
-    """(stage name, architecture, model options) of the stage at ``key`` below the run folder."""
-    if config.get("pipeline", "deepmimic") == "feed":
-        if "/" not in key:
-            names = [str(r.get("name")) for r in (results or {}).get("rows") or [] if isinstance(r, dict)]
-            name = next((n for n in names if slugify(n) == key), key)
-            options = config.get("model_options") or {}
-            if isinstance(config.get("model"), str) and isinstance(options, dict):
-                return name, config["model"], options
-        raise ModelSpecError(f"{stage_dir}: not a stage of this FEED run (stages are <run>/<slug of the model name>)")
-    if key == "mentor":
-        name, arch, options = _stage_fields(config.get("mentor"), f"{stage_dir}")
-        return name or "Mentor", arch, options
-    students = config.get("students") or []
-    if key.startswith("students/") and key.count("/") == 1:
-        slug = key.split("/", 1)[1]
-        for stage in students:
-            if isinstance(stage, dict) and slugify(str(stage.get("name", ""))) == slug:
-                return _stage_fields(stage, f"{stage_dir}")
-    known = ["mentor"] + [f"students/{slugify(str(s.get('name', '')))}" for s in students if isinstance(s, dict)]
-    raise ModelSpecError(f"{stage_dir}: stage '{key}' not found in the run config (stages: {', '.join(known)})")
-
-
-def _normalizer(metadata: dict[str, str], results: dict[str, Any] | None, where: Path) -> Normalizer:
-    raw: Any = None
-    if "normalizer" in metadata:
-        try:
-            raw = json.loads(metadata["normalizer"])
-        except json.JSONDecodeError:
-            raw = None
-    if raw is None:
-        raw = ((results or {}).get("data") or {}).get("normalizer")
-    try:
-        return Normalizer(tuple(float(v) for v in raw["mean"]), tuple(float(v) for v in raw["std"]))
-    except (TypeError, KeyError, ValueError):
-        raise ModelSpecError(
-            f"{where}: no normalisation statistics (neither in the weights' metadata nor in results.json)"
-        ) from None
-
-
-def _data_shape(
-    config: dict[str, Any], results: dict[str, Any] | None, metadata: dict[str, str], weights: Path, run_dir: Path
-) -> tuple[tuple[int, int, int], int]:
-    """(in_shape, num_classes): recorded values first, then known datasets, then the data itself."""
-    data_results = (results or {}).get("data") or {}
-    data_config = config.get("data") or {}
-    dataset = str(data_config.get("name", ""))
-    in_shape: tuple[int, ...] | None = None
-    num_classes: int | None = None
-    for source in (data_results.get("in_shape"), metadata.get("in_shape")):
-        if in_shape is None and source is not None:
-            try:
-                in_shape = tuple(int(v) for v in (json.loads(source) if isinstance(source, str) else source))
-            except (TypeError, ValueError):
-                in_shape = None
-    if isinstance(data_results.get("class_names"), list):
-        num_classes = len(data_results["class_names"])
-    elif isinstance(((results or {}).get("mentor") or {}).get("confusion"), list):
-        num_classes = len(results["mentor"]["confusion"])  # type: ignore[index]
-    if dataset in _FIXED_DATASETS:
-        fixed_shape, fixed_classes = _FIXED_DATASETS[dataset]
-        in_shape = in_shape or fixed_shape
-        num_classes = num_classes or fixed_classes
-    if dataset in _FIXED_SHAPES:
-        in_shape = in_shape or _FIXED_SHAPES[dataset]
-    if in_shape is None or num_classes is None:
-        in_shape, num_classes = _shape_from_data(data_config, run_dir, in_shape, num_classes)
-    if len(in_shape) != 3 or min(in_shape) <= 0:
-        raise ModelSpecError(f"{weights}: invalid input shape {in_shape}")
-    return in_shape, num_classes  # type: ignore[return-value]
-
-
-def _shape_from_data(
-    data_config: dict[str, Any], run_dir: Path, in_shape: tuple[int, ...] | None, num_classes: int | None
-) -> tuple[tuple[int, ...], int]:
-    """Read the run's dataset (as its config names it) to learn the image shape and classes."""
-    from deepmimic.data import load_dataset  # noqa: PLC0415 (only needed for npz / image folders)
-
-    name = data_config.get("name")
-    root = data_config.get("root")
-    options = data_config.get("options") or {}
-    candidates = [root]
-    if root is not None and not Path(root).is_absolute():
-        candidates.append(str(run_dir / root))  # a path relative to the run folder
-    last: Exception | None = None
-    for candidate in candidates:
-        try:
-            data = load_dataset(str(name), candidate, **options)
-        except DeepMimicError as exc:
-            last = exc
-            continue
-        return in_shape or data.test.in_shape, num_classes or data.test.num_classes
-    raise ModelSpecError(
-        f"{run_dir}: cannot tell the model's input shape and classes: results.json does not record them "
-        f"and the run's dataset '{name}' cannot be read ({last})"
-    )
-
-
 def _build(
     architecture: str, in_shape: tuple[int, int, int], num_classes: int, options: dict[str, Any], weights: Path
 ) -> nn.Module:
     """create_model + load the safetensors weights; the model comes back on the CPU in eval mode."""
     from deepmimic.models.registry import create_model  # noqa: PLC0415 (models/__init__ imports this module's package)
 
-    model = create_model(architecture, tuple(in_shape), num_classes, **options)
+    try:
+        model = create_model(architecture, tuple(in_shape), num_classes, **options)
+    except ModelSpecError as exc:  # an architecture or option this deepmimic does not know
+        raise ModelSpecError(f"{weights}: cannot build the described model ({exc})") from None
     try:
         tensors = load_file(str(weights))
     except Exception as exc:

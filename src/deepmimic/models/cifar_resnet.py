@@ -79,9 +79,13 @@ class CifarResNet(nn.Module):
     ) -> None:
         super().__init__()
         if not isinstance(depth, int) or depth < 8 or (depth - 2) % 6:
-            raise ModelSpecError(f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}")
+            raise ModelSpecError(
+                f"CIFAR ResNet depth must be 6n+2 with n >= 1 (8, 14, 20, 32, 44, 56, 110, ...), got {depth}"
+            )
         if shortcut not in ("A", "B"):
-            raise ModelSpecError(f"CIFAR ResNet shortcut must be 'A' (zero-pad identity) or 'B' (1x1 conv), got {shortcut!r}")
+            raise ModelSpecError(
+                f"CIFAR ResNet shortcut must be 'A' (zero-pad identity) or 'B' (1x1 conv), got {shortcut!r}"
+            )
         if width < 1 or num_classes < 1:
             raise ModelSpecError(f"CIFAR ResNet needs width >= 1 and num_classes >= 1, got {width} and {num_classes}")
         n = (depth - 2) // 6
@@ -110,7 +114,12 @@ class CifarResNet(nn.Module):
 
 
 def cifar_resnet(
-    depth: int, *, in_shape: tuple[int, int, int] = (3, 32, 32), num_classes: int = 10, width: int = 16, shortcut: str = "A"
+    depth: int,
+    *,
+    in_shape: tuple[int, int, int] = (3, 32, 32),
+    num_classes: int = 10,
+    width: int = 16,
+    shortcut: str = "A",
 ) -> CifarResNet:
     """ResNet-``depth`` (6n+2) of He et al. 2016 for CIFAR; ``width`` is the first stage's
     channels (16 in the paper); ``shortcut`` "A" (zero-pad identity) or "B" (1x1 conv + BN).
@@ -124,8 +133,12 @@ def _register(depth: int) -> None:
 
     build.__name__ = f"resnet{depth}"
     register_model(
-        f"resnet{depth}", build, in_shape=(3, 32, 32), num_classes=10,
-        description=f"ResNet-{depth} for CIFAR (16/32/64 channels, option-A shortcuts)", reference=_REFERENCE,
+        f"resnet{depth}",
+        build,
+        in_shape=(3, 32, 32),
+        num_classes=10,
+        description=f"ResNet-{depth} for CIFAR (16/32/64 channels, option-A shortcuts)",
+        reference=_REFERENCE,
     )
 
 

@@ -167,8 +167,12 @@ def _is_global_pool(module: nn.Module, inp: Any, out: Any) -> bool:
         return True
     # A fixed-size pool that collapses the map to 1x1 is global pooling too.
     return (
-        isinstance(module, _POOLS) and isinstance(inp, torch.Tensor) and isinstance(out, torch.Tensor)
-        and out.dim() == 4 and out.shape[-2:] == (1, 1) and inp.shape[-2:] != (1, 1)
+        isinstance(module, _POOLS)
+        and isinstance(inp, torch.Tensor)
+        and isinstance(out, torch.Tensor)
+        and out.dim() == 4
+        and out.shape[-2:] == (1, 1)
+        and inp.shape[-2:] != (1, 1)
     )
 
 
@@ -188,15 +192,20 @@ def last_feature_layer(model: nn.Module, in_shape: Sequence[int] | None = None) 
         return declared
     in_shape = in_shape if in_shape is not None else getattr(model, "in_shape", None)
     if in_shape is None:
-        raise ModelSpecError(f"{type(model).__name__} declares no in_shape: pass in_shape to find its last feature layer")
+        raise ModelSpecError(
+            f"{type(model).__name__} declares no in_shape: pass in_shape to find its last feature layer"
+        )
     maps: list[str] = []
     pooled: list[torch.Tensor] = []  # global-pool outputs (and containers passing them on are skipped)
     for call in sorted(_trace(model, in_shape), key=lambda c: c.finished):
         if _is_global_pool(call.module, call.input, call.output):
             pooled.append(call.output)
-        elif isinstance(call.output, torch.Tensor) and call.output.dim() == 4 and not any(call.output is p for p in pooled):
+        elif (
+            isinstance(call.output, torch.Tensor)
+            and call.output.dim() == 4
+            and not any(call.output is p for p in pooled)
+        ):
             maps.append(call.name)
     if not maps:
         raise ModelSpecError(f"{type(model).__name__} has no module with a 4-D (B, C, H, W) output")
     return maps[-1]
-

@@ -86,7 +86,9 @@ def _split_top_level(text: str, offset: int, notation: str) -> list[tuple[str, i
             parts.append((text[start:i], offset + start + 1))
             start = i + 1
     if opened:
-        raise ModelSpecError(f"notation '{notation}': unbalanced '(' at character {offset + opened[0] + 1} is never closed")
+        raise ModelSpecError(
+            f"notation '{notation}': unbalanced '(' at character {offset + opened[0] + 1} is never closed"
+        )
     parts.append((text[start:], offset + start + 1))
     return parts
 
@@ -104,7 +106,8 @@ def _parse(text: str, offset: int, notation: str) -> list[LayerSpec]:
             group = _GROUP_COUNT.match(suffix)
             if group is None or int(group["count"]) == 0:
                 raise ModelSpecError(
-                    f"notation '{notation}': group '{part}' {where} needs a positive repeat count after ')', e.g. '(c-bn-d)9'"
+                    f"notation '{notation}': group '{part}' {where} needs a positive repeat count after ')', "
+                    "e.g. '(c-bn-d)9'"
                 )
             repeated = _parse(inner, pos, notation)
             _check_layer_count(len(layers) + len(repeated) * int(group["count"]), notation)
@@ -112,13 +115,20 @@ def _parse(text: str, offset: int, notation: str) -> list[LayerSpec]:
             continue
         match = _ATOM.match(part)
         if match is None:
-            raise ModelSpecError(f"notation '{notation}': cannot read layer '{part}' {where} (expected e.g. c, c2, c^2, c:64, c:64x2)")
+            raise ModelSpecError(
+                f"notation '{notation}': cannot read layer '{part}' {where} (expected e.g. c, c2, c^2, c:64, c:64x2)"
+            )
         kind = match["kind"]
         if kind not in LAYER_KINDS:
-            raise ModelSpecError(f"notation '{notation}': unknown layer '{kind}' {where} (known: {', '.join(LAYER_KINDS)})")
+            raise ModelSpecError(
+                f"notation '{notation}': unknown layer '{kind}' {where} (known: {', '.join(LAYER_KINDS)})"
+            )
         width = int(match["width"]) if match["width"] else None
         if match["width"] is not None and (kind not in ("c", "fc") or width == 0):
-            raise ModelSpecError(f"notation '{notation}': bad width '{part}' {where}: widths are only allowed on c and fc, and must be > 0")
+            raise ModelSpecError(
+                f"notation '{notation}': bad width '{part}' {where}: "
+                "widths are only allowed on c and fc, and must be > 0"
+            )
         count = int(match["count"]) if match["count"] else 1
         if count == 0:
             raise ModelSpecError(f"notation '{notation}': layer '{part}' {where} is repeated 0 times")
@@ -132,7 +142,9 @@ MAX_LAYERS = 10_000  # far beyond any network here; keeps "c999999999-s" from ex
 
 def _check_layer_count(count: int, notation: str) -> None:
     if count > MAX_LAYERS:
-        raise ModelSpecError(f"notation '{notation}': expands to {count:,} layers, more than the limit of {MAX_LAYERS:,}")
+        raise ModelSpecError(
+            f"notation '{notation}': expands to {count:,} layers, more than the limit of {MAX_LAYERS:,}"
+        )
 
 
 def parse_notation(notation: str) -> list[LayerSpec]:
@@ -152,13 +164,15 @@ def parse_notation(notation: str) -> list[LayerSpec]:
     if kinds.count("s") != 1:
         first = kinds.index("s") + 1
         raise ModelSpecError(
-            f"notation '{notation}': 's' (the output layer) must appear exactly once, at the end; layer {first} of {len(kinds)} is also 's'"
+            f"notation '{notation}': 's' (the output layer) must appear exactly once, at the end; "
+            f"layer {first} of {len(kinds)} is also 's'"
         )
     first_dense = next(i for i, k in enumerate(kinds) if k in ("fc", "s"))
     for i in range(first_dense, len(kinds)):
         if kinds[i] in _SPATIAL:
             raise ModelSpecError(
-                f"notation '{notation}': '{kinds[i]}' after a fully connected layer (layer {i + 1} of {len(kinds)}) is not supported"
+                f"notation '{notation}': '{kinds[i]}' after a fully connected layer "
+                f"(layer {i + 1} of {len(kinds)}) is not supported"
             )
     return layers
 
@@ -192,7 +206,12 @@ class NotationNet(nn.Module):
     """
 
     def __init__(
-        self, notation: str, features: nn.Sequential, classifier: nn.Sequential, in_shape: tuple[int, int, int], num_classes: int
+        self,
+        notation: str,
+        features: nn.Sequential,
+        classifier: nn.Sequential,
+        in_shape: tuple[int, int, int],
+        num_classes: int,
     ) -> None:
         super().__init__()
         self.notation = notation
@@ -237,8 +256,8 @@ def build_from_notation(
         raise ModelSpecError(f"notation '{notation}': stride_every must be a positive int or None, got {stride_every}")
     if num_classes < 1:
         raise ModelSpecError(f"notation '{notation}': num_classes must be positive, got {num_classes}")
-    conv_list = _widths(conv_channels, sum(l.kind == "c" for l in layers), "conv_channels", notation)
-    fc_list = _widths(fc_units, sum(l.kind == "fc" for l in layers), "fc_units", notation)
+    conv_list = _widths(conv_channels, sum(layer.kind == "c" for layer in layers), "conv_channels", notation)
+    fc_list = _widths(fc_units, sum(layer.kind == "fc" for layer in layers), "fc_units", notation)
 
     channels, height, width = shape  # the running map is (B, channels, height, width)
     downsamplings = n_conv = n_fc = 0
@@ -261,7 +280,10 @@ def build_from_notation(
                 out = int(conv_channels) * 2**downsamplings  # type: ignore[arg-type]
             n_conv += 1
             stride = 2 if stride_every and n_conv % stride_every == 0 else 1
-            features += [nn.Conv2d(channels, out, kernel_size, stride=stride, padding=kernel_size // 2), nn.ReLU(inplace=True)]
+            features += [
+                nn.Conv2d(channels, out, kernel_size, stride=stride, padding=kernel_size // 2),
+                nn.ReLU(inplace=True),
+            ]
             channels = out
             if stride > 1:  # 'same' padding, stride 2: (H, W) -> (ceil(H/2), ceil(W/2))
                 height, width, downsamplings = (height + 1) // 2, (width + 1) // 2, downsamplings + 1

@@ -6,7 +6,8 @@ CIFAR-10 convs 32/64/128 and fc 256; Tiny ImageNet convs from 32 (doubling after
 stride-2 conv, every 3rd conv), a global-average-pool head, fc 256 and dropout 0.25.
 Dropout appears only where the notation has ``d``. Student-A always has the mentor's
 architecture; the ``-dropout`` mentors add dropout after each block, which the paper says
-it "vastly used" for mentors (section 3.2) without placing it (our placement and rate). Presets are plain data; :mod:`deepmimic.models.registry` registers them.
+it "vastly used" for mentors (section 3.2) without placing it (our placement and rate).
+Presets are plain data; :mod:`deepmimic.models.registry` registers them.
 """
 
 from __future__ import annotations
@@ -46,29 +47,72 @@ PRESETS: dict[str, Preset] = {
     for p in [
         Preset("mnist-mentor", "c-mp-c-mp-fc2-s", **_MNIST, reference=_T1, description="MNIST mentor"),
         Preset(
-            "mnist-mentor-dropout", "c-mp-d-c-mp-d-fc-d-fc-d-s", in_shape=(1, 28, 28), num_classes=10,
-            options={**_MNIST["options"], "dropout": 0.25}, reference=_T1 + ", section 3.2",  # type: ignore[dict-item]
-            description="MNIST mentor with dropout 0.25 after each block (the paper: dropout 'vastly used' for the mentor)",
+            "mnist-mentor-dropout",
+            "c-mp-d-c-mp-d-fc-d-fc-d-s",
+            in_shape=(1, 28, 28),
+            num_classes=10,
+            options={**_MNIST["options"], "dropout": 0.25},
+            reference=_T1 + ", section 3.2",  # type: ignore[dict-item]
+            description="MNIST mentor with dropout 0.25 after each block "
+            "(the paper: dropout 'vastly used' for the mentor)",
         ),
-        Preset("mnist-student-a", "c-mp-c-mp-fc2-s", **_MNIST, reference=_T1, description="MNIST Student-A (mentor's architecture)"),
-        Preset("mnist-student-b", "c-mp-fc2-s", **_MNIST, reference=_T1, description="MNIST Student-B (one conv block)"),
+        Preset(
+            "mnist-student-a",
+            "c-mp-c-mp-fc2-s",
+            **_MNIST,
+            reference=_T1,
+            description="MNIST Student-A (mentor's architecture)",
+        ),
+        Preset(
+            "mnist-student-b", "c-mp-fc2-s", **_MNIST, reference=_T1, description="MNIST Student-B (one conv block)"
+        ),
         Preset("cifar10-mentor", "c2-mp-c2-mp-c2-mp-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 mentor"),
         Preset(
-            "cifar10-mentor-dropout", "c2-mp-d-c2-mp-d-c2-mp-d-fc-d-fc-d-s", in_shape=(3, 32, 32), num_classes=10,
-            options={**_CIFAR["options"], "dropout": 0.25}, reference=_T2 + ", section 3.2",  # type: ignore[dict-item]
-            description="CIFAR-10 mentor with dropout 0.25 after each block (the paper: dropout 'vastly used' for the mentor)",
+            "cifar10-mentor-dropout",
+            "c2-mp-d-c2-mp-d-c2-mp-d-fc-d-fc-d-s",
+            in_shape=(3, 32, 32),
+            num_classes=10,
+            options={**_CIFAR["options"], "dropout": 0.25},
+            reference=_T2 + ", section 3.2",  # type: ignore[dict-item]
+            description="CIFAR-10 mentor with dropout 0.25 after each block "
+            "(the paper: dropout 'vastly used' for the mentor)",
         ),
-        Preset("cifar10-student-a", "c2-mp-c2-mp-c2-mp-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 Student-A"),
+        Preset(
+            "cifar10-student-a", "c2-mp-c2-mp-c2-mp-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 Student-A"
+        ),
         Preset("cifar10-student-b", "c2-mp-c-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 Student-B"),
         Preset("cifar10-student-c", "c2-mp-fc2-s", **_CIFAR, reference=_T2, description="CIFAR-10 Student-C"),
         Preset(
-            "cifar10-student-150k", "c:32x2-mp-c:64x2-mp-c:128-gap-s", **_CIFAR,
-            reference="Imitation game, Tables 1-2", description="~150K-parameter CIFAR-10 student (the imitation game's size)",
+            "cifar10-student-150k",
+            "c:32x2-mp-c:64x2-mp-c:128-gap-s",
+            **_CIFAR,
+            reference="Imitation game, Tables 1-2",
+            description="~150K-parameter CIFAR-10 student (the imitation game's size)",
         ),
-        Preset("tinyimagenet-mentor", "(c-bn-d)9-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet mentor"),
-        Preset("tinyimagenet-student-a", "(c-bn-d)9-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet Student-A"),
-        Preset("tinyimagenet-student-b", "(c-bn-d)6-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet Student-B"),
-        Preset("tinyimagenet-student-c", "(c-bn-d)3-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet Student-C"),
+        Preset(
+            "tinyimagenet-mentor", "(c-bn-d)9-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet mentor"
+        ),
+        Preset(
+            "tinyimagenet-student-a",
+            "(c-bn-d)9-fc-bn-d-s",
+            **_TINY,
+            reference=_T5,
+            description="Tiny ImageNet Student-A",
+        ),
+        Preset(
+            "tinyimagenet-student-b",
+            "(c-bn-d)6-fc-bn-d-s",
+            **_TINY,
+            reference=_T5,
+            description="Tiny ImageNet Student-B",
+        ),
+        Preset(
+            "tinyimagenet-student-c",
+            "(c-bn-d)3-fc-bn-d-s",
+            **_TINY,
+            reference=_T5,
+            description="Tiny ImageNet Student-C",
+        ),
     ]
 }
 

@@ -90,13 +90,20 @@ def _preset_builder(preset: Preset) -> Builder:
 
 # Options a notation takes: build_from_notation's keyword-only arguments.
 _NOTATION_OPTIONS = frozenset(
-    p.name for p in inspect.signature(build_from_notation).parameters.values() if p.kind is inspect.Parameter.KEYWORD_ONLY
+    p.name
+    for p in inspect.signature(build_from_notation).parameters.values()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
 )
 
 for _preset in PRESETS.values():
     register_model(
-        _preset.name, _preset_builder(_preset), in_shape=_preset.in_shape, num_classes=_preset.num_classes,
-        description=_preset.description, notation=_preset.notation, reference=_preset.reference,
+        _preset.name,
+        _preset_builder(_preset),
+        in_shape=_preset.in_shape,
+        num_classes=_preset.num_classes,
+        description=_preset.description,
+        notation=_preset.notation,
+        reference=_preset.reference,
     )
     # The preset builder forwards **options to build_from_notation: check them against it.
     _REGISTRY[_preset.name] = replace(_REGISTRY[_preset.name], options=_NOTATION_OPTIONS)
@@ -129,11 +136,17 @@ def create_model(
                 f"(missing {missing}; known names: {', '.join(_REGISTRY)})"
             )
         shape = tuple(in_shape)
-        return _fitting(f"notation '{name_or_notation}'", lambda: build_from_notation(name_or_notation, shape, num_classes, **options), shape)
+        return _fitting(
+            f"notation '{name_or_notation}'",
+            lambda: build_from_notation(name_or_notation, shape, num_classes, **options),
+            shape,
+        )
     _check_options(f"model '{name_or_notation}'", options, entry.options)
     shape = entry.in_shape if in_shape is None else tuple(in_shape)
     classes = entry.num_classes if num_classes is None else num_classes
-    return _fitting(f"model '{name_or_notation}'", lambda: entry.builder(in_shape=shape, num_classes=classes, **options), shape)
+    return _fitting(
+        f"model '{name_or_notation}'", lambda: entry.builder(in_shape=shape, num_classes=classes, **options), shape
+    )
 
 
 def _fitting(what: str, build: Callable[[], nn.Module], in_shape: tuple[int, int, int]) -> nn.Module:

@@ -78,7 +78,9 @@ class ResNeXt29(nn.Module):
             bottleneck = cardinality * base_width * 2**i
             blocks = [Bottleneck(in_channels, out_channels, stride, cardinality, bottleneck)]
             blocks += [Bottleneck(out_channels, out_channels, 1, cardinality, bottleneck) for _ in range(2)]
-            setattr(self, f"layer{i + 1}", nn.Sequential(*blocks))  # layer1 (B, 256, H, W) ... layer3 (B, 1024, H/4, W/4)
+            setattr(
+                self, f"layer{i + 1}", nn.Sequential(*blocks)
+            )  # layer1 (B, 256, H, W) ... layer3 (B, 1024, H/4, W/4)
             in_channels = out_channels
         self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten())  # (B, 1024)
         self.fc = nn.Linear(in_channels, num_classes)  # (B, num_classes)
@@ -112,8 +114,12 @@ def _register(cardinality: int, base_width: int) -> None:
 
     build.__name__ = name
     register_model(
-        name, build, in_shape=(3, 32, 32), num_classes=10,
-        description=f"ResNeXt-29 {cardinality}x{base_width}d for CIFAR", reference=_REFERENCE,
+        name,
+        build,
+        in_shape=(3, 32, 32),
+        num_classes=10,
+        description=f"ResNeXt-29 {cardinality}x{base_width}d for CIFAR",
+        reference=_REFERENCE,
     )
 
 

@@ -59,7 +59,9 @@ class WideResNet(nn.Module):
         if not isinstance(depth, int) or depth < 10 or (depth - 4) % 6:
             raise ModelSpecError(f"Wide ResNet depth must be 6n+4 with n >= 1 (10, 16, 22, 28, 40, ...), got {depth}")
         if not isinstance(width, int) or width < 1 or num_classes < 1:
-            raise ModelSpecError(f"Wide ResNet needs width (k) >= 1 and num_classes >= 1, got {width} and {num_classes}")
+            raise ModelSpecError(
+                f"Wide ResNet needs width (k) >= 1 and num_classes >= 1, got {width} and {num_classes}"
+            )
         if not 0.0 <= dropout < 1.0:
             raise ModelSpecError(f"Wide ResNet dropout must be in [0, 1), got {dropout}")
         n = (depth - 4) // 6
@@ -104,8 +106,12 @@ def _register(depth: int, width: int) -> None:
 
     build.__name__ = f"wrn{depth}_{width}"
     register_model(
-        f"wrn{depth}_{width}", build, in_shape=(3, 32, 32), num_classes=10,
-        description=f"WRN-{depth}-{width} (pre-activation Wide ResNet)", reference=_REFERENCE,
+        f"wrn{depth}_{width}",
+        build,
+        in_shape=(3, 32, 32),
+        num_classes=10,
+        description=f"WRN-{depth}-{width} (pre-activation Wide ResNet)",
+        reference=_REFERENCE,
     )
 
 

@@ -17,10 +17,11 @@ from typing import Any
 import torch
 import yaml
 
-from deepmimic.config import ModelStage, PipelineConfig
+from deepmimic.config_schema import ModelStage
 from deepmimic.data import load_dataset, read_image_pool
 from deepmimic.data.batches import Normalizer, TrainingSet
 from deepmimic.data.dataset import ImageDataset
+from deepmimic.data.fingerprint import fingerprint
 from deepmimic.data.splits import (
     MentorStudentSplit,
     UnlabeledImages,
@@ -30,21 +31,22 @@ from deepmimic.data.splits import (
     stratified_subset,
 )
 from deepmimic.engine.optim import resolve_device
-from deepmimic.environment import describe_environment
 from deepmimic.engine.trainer import check_fit, fit
+from deepmimic.environment import describe_environment
+from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.eval.examples import EXAMPLES_FILE, pick_examples, save_examples
 from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
-from deepmimic.data.fingerprint import fingerprint
 from deepmimic.io_utils import check_output_dir, make_output_dir, slugify, write_json, write_text
+from deepmimic.labelling.soft_label_cache import cached_soft_labels, soft_label_key
+from deepmimic.labelling.white_box import label_images
+from deepmimic.methods.base import Method
 from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
-from deepmimic.pipelines.results_table import results_table
+from deepmimic.models.description import ModelDescription
+from deepmimic.pipelines.deepmimic_config import PipelineConfig
+from deepmimic.pipelines.deepmimic_view import DeepMimicView
 from deepmimic.pipelines.resume_guard import Stage, check_resume, clear_stages, data_record, record_inputs, train_record
-from deepmimic.pipelines.soft_label_cache import cached_soft_labels, soft_label_key
-from deepmimic.errors import ConfigError, TeacherError
-from deepmimic.methods.base import Method
 from deepmimic.teachers.cached import CachedTeacher
-from deepmimic.teachers.labeling import label_images
 from deepmimic.teachers.module import ModuleTeacher
 
 
@@ -77,7 +79,9 @@ def prepare_data(config: PipelineConfig) -> PreparedData:
     # Normalisation statistics come from training images only (no labels involved).
     normalizer = Normalizer.fit(train.images)
     content = fingerprint(train.images, train.labels, test.images, test.labels)
-    return PreparedData(split=split, student_images=student_images, test=test, normalizer=normalizer, fingerprint=content)
+    return PreparedData(
+        split=split, student_images=student_images, test=test, normalizer=normalizer, fingerprint=content
+    )
 
 
 def _build(stage: ModelStage, data: PreparedData) -> torch.nn.Module:
@@ -105,8 +109,12 @@ def _model_info(stage: ModelStage, model: torch.nn.Module, in_shape: tuple[int, 
 def _stage_record(stage: ModelStage) -> dict[str, Any]:
     """Model, method, targets and the training settings that change what a stage computes."""
     return {
-        "model": stage.model, "model_options": stage.model_options, "method": stage.method,
-        "method_options": stage.method_options, "teacher": stage.teacher, "train": train_record(stage.train),
+        "model": stage.model,
+        "model_options": stage.model_options,
+        "method": stage.method,
+        "method_options": stage.method_options,
+        "teacher": stage.teacher,
+        "train": train_record(stage.train),
     }
 
 
@@ -124,12 +132,21 @@ def stage_plan(config: PipelineConfig, data: PreparedData) -> list[Stage]:
     students = {**record, "student_images": fingerprint(data.student_images.images)}
     for stage in config.students:
         inputs = {
-            "data": students, "split": split, **_stage_record(stage),
+            "data": students,
+            "split": split,
+            **_stage_record(stage),
             # The soft labels come from the mentor: a mentor trained differently (or longer) makes them stale.
             "mentor": {**mentor_inputs, "epochs": config.mentor.train.epochs},
         }
-        stages.append(Stage(stage.name, out / "students" / slugify(stage.name), inputs, depends_on=(config.mentor.name,),
-                            epochs=stage.train.epochs))
+        stages.append(
+            Stage(
+                stage.name,
+                out / "students" / slugify(stage.name),
+                inputs,
+                depends_on=(config.mentor.name,),
+                epochs=stage.train.epochs,
+            )
+        )
     return stages
 
 
@@ -148,7 +165,11 @@ def validate_stages(config: PipelineConfig, data: PreparedData) -> None:
     for stage in config.students:
         method = _student_method(stage, _build(stage, data), placeholder, online)
         labels = method.labels_required()
-        train_set = _one_hot_baseline_set(stage, data.student_images) if labels else TrainingSet(data.student_images.images, {}, name="students")
+        train_set = (
+            _one_hot_baseline_set(stage, data.student_images)
+            if labels
+            else TrainingSet(data.student_images.images, {}, name="students")
+        )
         check_fit(method, train_set, stage.train)
 
 
@@ -200,9 +221,19 @@ def run_pipeline(
     mentor_set = TrainingSet(data.split.labeled.images, {"labels": data.split.labeled.labels}, name="mentor")
     record_inputs(plan[0])
     t0 = time.perf_counter()
-    mentor_fit = fit(
-        mentor_method, mentor_set, data.normalizer, config.mentor.train,
-        test=test, run_dir=plan[0].run_dir, resume=resume, label=config.mentor.name, progress=progress,
+    fit(
+        mentor_method,
+        mentor_set,
+        data.normalizer,
+        config.mentor.train,
+        test=test,
+        run_dir=plan[0].run_dir,
+        resume=resume,
+        label=config.mentor.name,
+        progress=progress,
+        description=ModelDescription.for_data(
+            config.mentor.model, test, config.mentor.model_options, name=config.mentor.name, method=config.mentor.method
+        ),
     )
     mentor_time = time.perf_counter() - t0
     mentor_eval = evaluate(mentor, test.images, test.labels, data.normalizer, device)
@@ -216,13 +247,16 @@ def run_pipeline(
         cache_dir, key, lambda: label_images(teacher, data.student_images.images, data.normalizer, device)
     )
     label_time = time.perf_counter() - t0
-    print(f"[labels] {len(probs)} soft labels {'read from cache' if was_cached else 'computed'} ({key[:12]})", flush=True)
+    print(
+        f"[labels] {len(probs)} soft labels {'read from cache' if was_cached else 'computed'} ({key[:12]})", flush=True
+    )
     # Students see images only; their targets come from a teacher: the cached soft labels,
     # or the mentor itself (online) for methods that need more than probabilities.
     student_set = TrainingSet(data.student_images.images, {}, name="students")
     cached_teacher = CachedTeacher(probs, source="soft-label cache")
 
     results: dict[str, Any] = {
+        "pipeline": "deepmimic",
         "name": config.name,
         "command": command,
         "data": {
@@ -259,8 +293,18 @@ def run_pipeline(
         record_inputs(planned)
         t0 = time.perf_counter()
         fit(
-            method, train_set, data.normalizer, stage.train,
-            test=test, run_dir=planned.run_dir, resume=resume, label=stage.name, progress=progress,
+            method,
+            train_set,
+            data.normalizer,
+            stage.train,
+            test=test,
+            run_dir=planned.run_dir,
+            resume=resume,
+            label=stage.name,
+            progress=progress,
+            description=ModelDescription.for_data(
+                stage.model, test, stage.model_options, name=stage.name, method=stage.method
+            ),
         )
         train_time = time.perf_counter() - t0
         ev = evaluate(student, test.images, test.labels, data.normalizer, device)
@@ -277,7 +321,10 @@ def run_pipeline(
             }
         )
         if not uses_labels:
-            picked[stage.name] = (ev.predictions, pick_examples(test.labels, mentor_eval.predictions, ev.predictions, seed=config.split.seed))
+            picked[stage.name] = (
+                ev.predictions,
+                pick_examples(test.labels, mentor_eval.predictions, ev.predictions, seed=config.split.seed),
+            )
 
     if picked:  # DeepMimic Figs. 6 and 7: images both got right / only the mentor got right
         save_examples(out / EXAMPLES_FILE, test.images, test.labels, mentor_eval.predictions, picked)
@@ -286,7 +333,7 @@ def run_pipeline(
     if config.paper is not None:
         results["paper"] = config.paper.model_dump()
     write_json(out / "results.json", results)
-    table = results_table(results)
+    table = DeepMimicView().text_table(results)
     write_text(out / "table.md", table + "\n")
     return results
 
@@ -306,7 +353,9 @@ def _one_hot_baseline_set(stage: ModelStage, student_images: UnlabeledImages) ->
     return TrainingSet(student_images.images, {"labels": labels}, name=f"{stage.name} (true labels)")
 
 
-def _student_method(stage: ModelStage, student: torch.nn.Module, cached: CachedTeacher, online: ModuleTeacher) -> Method:
+def _student_method(
+    stage: ModelStage, student: torch.nn.Module, cached: CachedTeacher, online: ModuleTeacher
+) -> Method:
     """The stage's method with the cached teacher when it suffices (auto) or as configured."""
     if stage.teacher == "online":
         return create_method(stage.method, student, online, **stage.method_options)

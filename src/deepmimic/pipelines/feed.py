@@ -2,10 +2,14 @@
 
 1. Scratch: the architecture trained with labels from scratch, once per seed (the teachers).
 2. Ensemble: the scratch models' averaged probabilities (Table 4's upper reference).
-3. KD from the ensemble (T = 4) into a fresh student (Table 4's baseline).
-4. pFEED: a fresh student with one translator per scratch model (eqs. 4-5).
-5. sFEED: generation 1 is the first scratch model; generation n is a fresh student trained
-   with factor transfer from generation n-1 (Tables 1-3).
+3. The ensemble's students (``ensemble_students``), each a fresh model taught by the
+   scratch models together: in the shipped configs KD from the ensemble (T = 4, Table 4's
+   baseline) and pFEED (one translator per scratch model, eqs. 4-5).
+4. sFEED (``sequential``): generation 1 is the first scratch model; generation n is a fresh
+   student trained with factor transfer from generation n-1 (Tables 1-3).
+
+Which students, with which method and ``method_options``, is data
+(:mod:`deepmimic.pipelines.feed_config`).
 
 Every model has the same architecture, training settings and data; results.json and
 table.md report test error per model in the shape of the paper's tables.
@@ -24,17 +28,20 @@ import yaml
 
 from deepmimic.data import load_dataset
 from deepmimic.data.batches import Normalizer, TrainingSet
+from deepmimic.data.fingerprint import fingerprint
 from deepmimic.data.splits import stratified_subset
 from deepmimic.engine.optim import resolve_device
-from deepmimic.environment import describe_environment
 from deepmimic.engine.trainer import check_fit, fit
+from deepmimic.environment import describe_environment
+from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.eval.metrics import agreement, evaluate, predict_probs
-from deepmimic.data.fingerprint import fingerprint
 from deepmimic.io_utils import check_output_dir, make_output_dir, slugify, write_json, write_text
-from deepmimic.methods.registry import create_method
+from deepmimic.methods.registry import check_method_options, create_method
 from deepmimic.models import count_parameters, create_model
+from deepmimic.models.description import ModelDescription
 from deepmimic.models.features import last_feature_layer
 from deepmimic.pipelines.feed_config import FeedConfig
+from deepmimic.pipelines.feed_view import feed_table
 from deepmimic.pipelines.resume_guard import Stage, check_resume, clear_stages, data_record, record_inputs, train_record
 from deepmimic.teachers.ensemble import EnsembleTeacher
 from deepmimic.teachers.module import ModuleTeacher
@@ -45,30 +52,68 @@ class _FeedStage:
     """One model of the harness: how it is trained and which earlier models teach it."""
 
     name: str
-    kind: str  # scratch | kd | pfeed | sfeed
+    kind: str  # results.json's kind: scratch | the ensemble student's method (kd, pfeed, ...) | sfeed
     method: str
     seed: int
     teachers: tuple[str, ...]  # names of the stages whose models teach this one
     options: dict[str, Any]
+    ensemble: bool = False  # the teachers answer as one EnsembleTeacher (even an ensemble of one)
 
 
 def _feed_stages(config: FeedConfig) -> list[_FeedStage]:
-    """Every trained model in order: scratch seeds, KD and pFEED from their ensemble, sFEED generations."""
+    """Every trained model in order: scratch seeds, the ensemble's students, sFEED generations.
+
+    Checks, before any data is read, that the stage names give distinct folders and that
+    every method and option name exists (one line naming the stage); option values are
+    checked when :func:`run_feed` builds each method, also before anything is written.
+    """
     scratch = [_FeedStage(f"Scratch (seed {s})", "scratch", "supervised", s, (), {}) for s in config.scratch_seeds]
     names = tuple(st.name for st in scratch)
     stages = list(scratch)
-    if config.kd.enabled:
-        stages.append(_FeedStage("KD from ensemble", "kd", "kd", config.student_seed, names,
-                                 {"temperature": config.kd.temperature, "alpha": config.kd.alpha}))
-    if config.pfeed.enabled:
-        stages.append(_FeedStage(f"pFEED (k={len(scratch)})", "pfeed", "pfeed", config.student_seed, names, {"beta": config.pfeed.beta}))
-    previous = scratch[0].name
-    for stack in range(2, config.sfeed.stacks + 1):
-        options = {"beta": config.sfeed.beta, "paraphraser": config.sfeed.paraphraser, "paraphraser_epochs": config.sfeed.paraphraser_epochs}
-        stage = _FeedStage(f"sFEED stack {stack}", "sfeed", "factor_transfer", config.student_seed + stack, (previous,), options)
-        stages.append(stage)
-        previous = stage.name
+    for student in config.ensemble_students:
+        stages.append(
+            _FeedStage(
+                student.stage_name(len(scratch)),
+                student.method,
+                student.method,
+                config.student_seed,
+                names,
+                dict(student.method_options),
+                ensemble=True,
+            )
+        )
+    if config.sequential is not None:
+        sequential, previous = config.sequential, scratch[0].name  # generation 1: the first scratch model
+        for stack in range(2, sequential.stacks + 1):
+            stage = _FeedStage(
+                sequential.stage_name(stack),
+                "sfeed",
+                sequential.method,
+                config.student_seed + stack,
+                (previous,),
+                dict(sequential.method_options),
+            )
+            stages.append(stage)
+            previous = stage.name
+    folders = {slugify(_ensemble_name(len(scratch))): _ensemble_name(len(scratch))}  # stage folder -> row name
+    for stage in stages:
+        slug = slugify(stage.name)
+        if slug in folders:
+            raise ConfigError(
+                f"FEED stage '{stage.name}': its folder '{slug}' would also be that of '{folders[slug]}'; "
+                "give every stage its own name"
+            )
+        folders[slug] = stage.name
+        try:
+            check_method_options(stage.method, stage.options)
+        except ConfigError as exc:
+            raise ConfigError(f"FEED stage '{stage.name}': {exc}") from None
     return stages
+
+
+def _ensemble_name(k: int) -> str:
+    """The name of the ensemble's row (Table 4's upper reference)."""
+    return f"Ensemble of {k}"
 
 
 def _stage_plan(config: FeedConfig, stages: list[_FeedStage], content: str) -> list[Stage]:
@@ -80,11 +125,17 @@ def _stage_plan(config: FeedConfig, stages: list[_FeedStage], content: str) -> l
     plan = []
     for st in stages:
         inputs[st.name] = {
-            "data": data, "model": config.model, "model_options": config.model_options, "train": {**train, "seed": st.seed},
-            "method": st.method, "method_options": st.options,
+            "data": data,
+            "model": config.model,
+            "model_options": config.model_options,
+            "train": {**train, "seed": st.seed},
+            "method": st.method,
+            "method_options": st.options,
             "teachers": {t: {**inputs[t], "epochs": config.train.epochs} for t in st.teachers},
         }
-        plan.append(Stage(st.name, out / slugify(st.name), inputs[st.name], depends_on=st.teachers, epochs=config.train.epochs))
+        plan.append(
+            Stage(st.name, out / slugify(st.name), inputs[st.name], depends_on=st.teachers, epochs=config.train.epochs)
+        )
     return plan
 
 
@@ -103,6 +154,7 @@ def run_feed(
     resume checked against each stage's recorded inputs) before the first file is written.
     """
     started = time.perf_counter()
+    stages = _feed_stages(config)  # names and option names, before the data is read
     out = check_output_dir(config.output_dir)
     data = load_dataset(config.data.name, config.data.root, **config.data.options)
     train, test = data.train, data.test
@@ -126,17 +178,19 @@ def run_feed(
     def teacher_of(stage: _FeedStage, models: dict[str, torch.nn.Module]) -> Any:
         if not stage.teachers:
             return None
-        key = (stage.kind == "sfeed", *stage.teachers)  # one model as itself, or as an ensemble of one
+        key = (stage.ensemble, *stage.teachers)  # one model as itself, or as an ensemble of one
         if key not in teachers:
             feature = [feature_teacher(models[t]) for t in stage.teachers]
-            teachers[key] = feature[0] if stage.kind == "sfeed" else EnsembleTeacher(feature)
+            teachers[key] = EnsembleTeacher(feature) if stage.ensemble else feature[0]
         return teachers[key]
 
-    stages = _feed_stages(config)
     untrained: dict[str, torch.nn.Module] = {}
     for stage in stages:  # every model and method once: a bad option or device fails before any write
         untrained[stage.name] = build(stage.seed)
-        method = create_method(stage.method, untrained[stage.name], teacher_of(stage, untrained), **stage.options)
+        try:
+            method = create_method(stage.method, untrained[stage.name], teacher_of(stage, untrained), **stage.options)
+        except (ConfigError, TeacherError) as exc:
+            raise type(exc)(f"FEED stage '{stage.name}': {exc}") from None
         check_fit(method, labelled, config.train.model_copy(update={"seed": stage.seed}))
     del untrained
     teachers.clear()
@@ -158,19 +212,49 @@ def run_feed(
         settings = config.train.model_copy(update={"seed": stage.seed})
         record_inputs(planned)
         t0 = time.perf_counter()
-        fit(method, labelled, normalizer, settings, test=test, run_dir=planned.run_dir, resume=resume, label=stage.name, progress=progress)
+        fit(
+            method,
+            labelled,
+            normalizer,
+            settings,
+            test=test,
+            run_dir=planned.run_dir,
+            resume=resume,
+            label=stage.name,
+            progress=progress,
+            description=ModelDescription.for_data(
+                config.model, test, config.model_options, name=stage.name, method=stage.method
+            ),
+        )
         ev = evaluate(model, test.images, test.labels, normalizer, device)
-        rows.append({"name": stage.name, "kind": stage.kind, "accuracy": ev.accuracy, "error": 1 - ev.accuracy, "loss": ev.loss,
-                     "parameters": count_parameters(model), "train_time_s": time.perf_counter() - t0, "seed": stage.seed})
+        rows.append(
+            {
+                "name": stage.name,
+                "kind": stage.kind,
+                "accuracy": ev.accuracy,
+                "error": 1 - ev.accuracy,
+                "loss": ev.loss,
+                "parameters": count_parameters(model),
+                "train_time_s": time.perf_counter() - t0,
+                "seed": stage.seed,
+            }
+        )
         models[stage.name] = model
         if stage.name == stages[len(config.scratch_seeds) - 1].name:  # the last scratch model: their ensemble
             scratch = [models[s.name] for s in stages[: len(config.scratch_seeds)]]
-            ensemble_probs = torch.stack([predict_probs(m, test.images, normalizer, device) for m in scratch]).mean(0)  # (N, K)
+            ensemble_probs = torch.stack([predict_probs(m, test.images, normalizer, device) for m in scratch]).mean(
+                0
+            )  # (N, K)
             rows.append(_ensemble_row(ensemble_probs, scratch, test))
 
     results = {
-        "name": config.name, "command": command, "model": config.model, "data": {"name": config.data.name, "train": len(train), "test": len(test), "in_shape": list(test.in_shape)},
-        "rows": rows, "wall_time_s": time.perf_counter() - started,
+        "pipeline": "feed",
+        "name": config.name,
+        "command": command,
+        "model": config.model,
+        "data": {"name": config.data.name, "train": len(train), "test": len(test), "in_shape": list(test.in_shape)},
+        "rows": rows,
+        "wall_time_s": time.perf_counter() - started,
         "environment": describe_environment(device),
         "agreement_scratch0_vs_ensemble": agreement(
             ensemble_probs.argmax(1),
@@ -187,13 +271,11 @@ def run_feed(
 def _ensemble_row(probs: torch.Tensor, members: list[torch.nn.Module], test: Any) -> dict[str, Any]:
     """Table 4's upper reference: the scratch ``members``' averaged test probabilities ``probs`` (N, K)."""
     acc = (probs.argmax(1) == test.labels).float().mean().item()
-    return {"name": f"Ensemble of {len(members)}", "kind": "ensemble", "accuracy": acc, "error": 1 - acc,
-            "parameters": sum(count_parameters(m) for m in members), "seed": None}
-
-
-def feed_table(results: dict[str, Any]) -> str:
-    """Model | Kind | Params | Test error | Test accuracy (the paper reports error)."""
-    lines = ["| Model | Kind | Params | Test error | Test accuracy |", "| --- | --- | --- | --- | --- |"]
-    for row in results["rows"]:
-        lines.append(f"| {row['name']} | {row['kind']} | {row['parameters']:,} | {100 * row['error']:.2f}% | {100 * row['accuracy']:.2f}% |")
-    return "\n".join(lines)
+    return {
+        "name": _ensemble_name(len(members)),
+        "kind": "ensemble",
+        "accuracy": acc,
+        "error": 1 - acc,
+        "parameters": sum(count_parameters(m) for m in members),
+        "seed": None,
+    }

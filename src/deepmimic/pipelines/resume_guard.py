@@ -59,8 +59,14 @@ def data_record(data: Any, content: str) -> dict[str, Any]:
     """What every stage records of its data: a :class:`deepmimic.config.DataConfig` (name,
     resolved root, reader options, subsets) and the SHA-256 ``content`` of the images and labels."""
     root = str(Path(data.root).expanduser().resolve()) if data.root else None
-    return {"name": data.name, "root": root, "options": data.options, "train_subset": data.train_subset,
-            "test_subset": data.test_subset, "fingerprint": content}
+    return {
+        "name": data.name,
+        "root": root,
+        "options": data.options,
+        "train_subset": data.train_subset,
+        "test_subset": data.test_subset,
+        "fingerprint": content,
+    }
 
 
 def train_record(settings: Any) -> dict[str, Any]:
@@ -117,8 +123,10 @@ def _read_inputs(path: Path) -> dict[str, Any] | None:
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise TrainingError(f"{path}: unreadable record of the stage's inputs ({type(exc).__name__}); "
-                            "move the folder aside or pass --restart-stage") from exc
+        raise TrainingError(
+            f"{path}: unreadable record of the stage's inputs ({type(exc).__name__}); "
+            "move the folder aside or pass --restart-stage"
+        ) from exc
     return record if isinstance(record, dict) else None
 
 
@@ -166,16 +174,21 @@ def check_resume(
         saved = _read_inputs(stage.run_dir / INPUTS_NAME)
         if saved is None:
             raise ConfigError(
-                f"cannot resume {where}: stage '{stage.name}' ({stage.run_dir}) has no record of what it was trained on "
-                f"(written by an older deepmimic?); {advice or f'pass --restart-stage {stage.name} or use a new output folder'}"
+                f"cannot resume {where}: stage '{stage.name}' ({stage.run_dir}) "
+                "has no record of what it was trained on (written by an older deepmimic?); "
+                f"{advice or f'pass --restart-stage {stage.name} or use a new output folder'}"
             )
         _check_epochs(stage, where, advice)
         changes = differences(saved, stage.inputs)
         if changes:
             shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
-            hint = advice or (f"pass --restart-stage {stage.name} to retrain it (and the stages that learn from it), "
-                              "or use a new output folder")
-            raise ConfigError(f"cannot resume {where}: stage '{stage.name}' was trained with other inputs ({shown}); {hint}")
+            hint = advice or (
+                f"pass --restart-stage {stage.name} to retrain it (and the stages that learn from it), "
+                "or use a new output folder"
+            )
+            raise ConfigError(
+                f"cannot resume {where}: stage '{stage.name}' was trained with other inputs ({shown}); {hint}"
+            )
     return restarted
 
 
@@ -187,7 +200,10 @@ def _check_epochs(stage: Stage, where: str, advice: str | None) -> None:
     done = int(load_checkpoint(path).get("epoch", 0))
     if done > stage.epochs:
         hint = advice or f"ask for at least {done}, pass --restart-stage {stage.name}, or use a new output folder"
-        raise ConfigError(f"cannot resume {where}: stage '{stage.name}' has trained {done} epochs, more than the {stage.epochs} asked for; {hint}")
+        raise ConfigError(
+            f"cannot resume {where}: stage '{stage.name}' has trained {done} epochs, "
+            f"more than the {stage.epochs} asked for; {hint}"
+        )
 
 
 def clear_stages(stages: Sequence[Stage], names: set[str]) -> None:
@@ -215,10 +231,14 @@ def check_finished_run(run_dir: Path, config_dump: dict[str, Any], where: str) -
     try:
         saved = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot resume {where}: {path} is unreadable ({type(exc).__name__}); remove {run_dir} to rerun it") from exc
+        raise ConfigError(
+            f"cannot resume {where}: {path} is unreadable ({type(exc).__name__}); remove {run_dir} to rerun it"
+        ) from exc
     if not isinstance(saved, dict):
         raise ConfigError(f"cannot resume {where}: {path} is not a config mapping; remove {run_dir} to rerun it")
-    changes = differences(_comparable(_located(saved), RESUMABLE_CHANGES), _comparable(_located(config_dump), RESUMABLE_CHANGES))
+    changes = differences(
+        _comparable(_located(saved), RESUMABLE_CHANGES), _comparable(_located(config_dump), RESUMABLE_CHANGES)
+    )
     if changes:
         shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
         raise ConfigError(
@@ -247,7 +267,8 @@ def _comparable(node: Any, free: set[str], key: str = "") -> Any:
     """``node`` without the paper's numbers and the ``train:`` keys that may change freely (``epochs`` stays)."""
     if isinstance(node, dict):
         return {
-            k: _comparable(v, free, k) for k, v in node.items()
+            k: _comparable(v, free, k)
+            for k, v in node.items()
             if k != "paper" and not (key == "train" and k in free and k != "epochs")
         }
     if isinstance(node, list):

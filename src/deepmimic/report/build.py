@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepmimic.io_utils import atomic_open, write_text
+from deepmimic.report.blocks import Block
 from deepmimic.report.examples import examples_png, load_examples
 from deepmimic.report.html import render_html
 from deepmimic.report.loading import load_run
-from deepmimic.report.markdown import Block, render_markdown, report_blocks
+from deepmimic.report.markdown import render_markdown, report_blocks
 from deepmimic.report.plots import accuracy_png, confusion_png, curves_png
 from deepmimic.report.sweep import SUMMARY_FILE, read_summary, sweep_blocks, sweep_png
 

@@ -79,8 +79,10 @@ def examples_png(examples: Examples | None, class_names: Sequence[str] = ()) -> 
     panels = []  # (row title, [(image position, caption)])
     for student in examples.students[:MAX_STUDENTS]:
         right = [(int(p), _class(class_names, int(examples.labels[p]))) for p in student.both_right]
-        wrong = [(int(p), f"{_class(class_names, int(examples.labels[p]))}\n→ {_class(class_names, int(student.pred[p]))}")
-                 for p in student.mentor_only]
+        wrong = [
+            (int(p), f"{_class(class_names, int(examples.labels[p]))}\n→ {_class(class_names, int(student.pred[p]))}")
+            for p in student.mentor_only
+        ]
         panels.append((f"Mentor and {student.name} right", right))
         panels.append((f"Mentor right, {student.name} wrong", wrong))
     ncols = max((len(items) for _, items in panels), default=0)

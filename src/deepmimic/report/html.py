@@ -13,7 +13,7 @@ import html
 import re
 from collections.abc import Mapping, Sequence
 
-from deepmimic.report.markdown import Block, Bullets, Code, Heading, Image, Paragraph, Table
+from deepmimic.report.blocks import Block, Bullets, Code, Heading, Image, Paragraph, Table
 
 STYLE = """
 body { margin: 0; background: #f6f7f9; color: #1d232b;
@@ -22,7 +22,8 @@ main { max-width: 1180px; margin: 0 auto; padding: 24px 32px 48px; background: #
 h1 { font-size: 26px; margin: 8px 0 4px; }
 h2 { font-size: 19px; margin: 32px 0 8px; padding-bottom: 4px; border-bottom: 1px solid #e3e6ea; }
 p.lead { font-size: 17px; }
-code { font: 13px/1.4 SFMono-Regular, Menlo, Consolas, monospace; background: #f0f2f5; padding: 1px 4px; border-radius: 3px; }
+code { font: 13px/1.4 SFMono-Regular, Menlo, Consolas, monospace; background: #f0f2f5; \
+padding: 1px 4px; border-radius: 3px; }
 pre { background: #f0f2f5; padding: 10px 14px; border-radius: 6px; overflow-x: auto; }
 pre code { padding: 0; background: none; }
 table { border-collapse: collapse; margin: 12px 0; font-size: 14px; }
@@ -57,7 +58,7 @@ def inline(text: str) -> str:
     """Render the report's inline markup (``code``, ``**bold**``, ``[link](file)``) as escaped HTML."""
     parts, last = [], 0
     for match in _CODE.finditer(text):
-        parts.append(_plain(text[last:match.start()]))
+        parts.append(_plain(text[last : match.start()]))
         parts.append(f"<code>{html.escape(match.group(1), quote=True)}</code>")
         last = match.end()
     parts.append(_plain(text[last:]))
@@ -82,7 +83,10 @@ def _figure(image: Image, png: bytes | None) -> str:
         return ""
     data = base64.b64encode(png).decode("ascii")
     alt = html.escape(image.alt, quote=True)
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{alt}"><figcaption>{inline(image.caption)}</figcaption></figure>'
+    return (
+        f'<figure><img src="data:image/png;base64,{data}" alt="{alt}">'
+        f"<figcaption>{inline(image.caption)}</figcaption></figure>"
+    )
 
 
 def render_html(blocks: Sequence[Block], images: Mapping[str, bytes]) -> str:

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from matplotlib.colors import PowerNorm
+from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-from deepmimic.report.loading import ModelRun, series
+from deepmimic.report.run_data import ModelRun, series
 
 DPI = 100
 MENTOR_COLOR = "#222222"
@@ -66,7 +66,11 @@ def curves_png(models: Sequence[ModelRun]) -> bytes | None:
     5 (Tiny ImageNet). Epochs without an evaluation are skipped; returns ``None`` when
     no model was evaluated during training.
     """
-    drawn = [(m, s) for m, s in zip(models, _styles(models)) if series(m.metrics, "test_accuracy")[0] or series(m.metrics, "test_loss")[0]]
+    drawn = [
+        (m, s)
+        for m, s in zip(models, _styles(models))
+        if series(m.metrics, "test_accuracy")[0] or series(m.metrics, "test_loss")[0]
+    ]
     if not drawn:
         return None
     fig = Figure(figsize=(11, 4.6), layout="constrained")
@@ -86,7 +90,10 @@ def curves_png(models: Sequence[ModelRun]) -> bytes | None:
         loss_ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
         if max(positive) / min(positive) < 1000:
             loss_ax.yaxis.set_minor_formatter(FuncFormatter(_minor_log_label))
-    for ax, title, ylabel in ((loss_ax, "Test loss", "cross-entropy on the test set"), (acc_ax, "Test accuracy", "accuracy (%)")):
+    for ax, title, ylabel in (
+        (loss_ax, "Test loss", "cross-entropy on the test set"),
+        (acc_ax, "Test accuracy", "accuracy (%)"),
+    ):
         ax.set_title(title, fontsize=13, loc="left", fontweight="bold")
         ax.set_xlabel("epoch")
         ax.set_ylabel(ylabel)
@@ -158,14 +165,16 @@ def confusion_png(models: Sequence[ModelRun], class_names: Sequence[str] = ()) -
                 if count:
                     color = "white" if norm(share[i, j]) > 0.55 else "#1d232b"
                     ax.text(j, i, f"{count:.0f}", ha="center", va="center", fontsize=size, color=color)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     if image is not None:
         fig.colorbar(image, ax=list(axes[: len(panels)]), shrink=0.8, label="share of the true class")
     return _png(fig)
 
 
-def accuracy_png(models: Sequence[ModelRun], paper_accuracy: Mapping[str, float] | None = None, source: str = "") -> bytes | None:
+def accuracy_png(
+    models: Sequence[ModelRun], paper_accuracy: Mapping[str, float] | None = None, source: str = ""
+) -> bytes | None:
     """Test accuracy per model as horizontal bars, the paper's number beside ours.
 
     The visual counterpart of the DeepMimic paper's Tables 1-5 (``paper_accuracy`` is
@@ -177,8 +186,10 @@ def accuracy_png(models: Sequence[ModelRun], paper_accuracy: Mapping[str, float]
     scored = [m for m in models if _finite(m.summary.get("accuracy"))]
     if not scored:
         return None
-    bars = [(m.name, 100 * float(m.summary["accuracy"]), float(p) if _finite(p := paper_accuracy.get(m.name)) else None)
-            for m in scored]
+    bars = [
+        (m.name, 100 * float(m.summary["accuracy"]), float(p) if _finite(p := paper_accuracy.get(m.name)) else None)
+        for m in scored
+    ]
     colors = [MENTOR_COLOR if m.role == "mentor" else PALETTE[0] for m in scored]
     has_paper = any(p is not None for _, _, p in bars)
     values = [v for _, ours, paper in bars for v in (ours, paper) if v is not None]
@@ -190,14 +201,35 @@ def accuracy_png(models: Sequence[ModelRun], paper_accuracy: Mapping[str, float]
     offset = height / 2 if has_paper else 0.0
     ours = ax.barh(positions - offset, [b[1] - low for b in bars], height, left=low, color=colors, label="this run")
     for rect, (_, value, _) in zip(ours, bars):
-        ax.text(value + 0.1 * (100 - low) / 20, rect.get_y() + rect.get_height() / 2, f"{value:.2f}%", va="center", fontsize=9)
+        ax.text(
+            value + 0.1 * (100 - low) / 20,
+            rect.get_y() + rect.get_height() / 2,
+            f"{value:.2f}%",
+            va="center",
+            fontsize=9,
+        )
     if has_paper:
         paper_values = [b[2] for b in bars]
         drawn = [(p, v) for p, v in zip(positions, paper_values) if v is not None]
-        rects = ax.barh([p + offset for p, _ in drawn], [v - low for _, v in drawn], height, left=low,
-                        color=PAPER_COLOR, hatch="//", edgecolor="white", label=f"paper{' (' + source + ')' if source else ''}")
+        rects = ax.barh(
+            [p + offset for p, _ in drawn],
+            [v - low for _, v in drawn],
+            height,
+            left=low,
+            color=PAPER_COLOR,
+            hatch="//",
+            edgecolor="white",
+            label=f"paper{' (' + source + ')' if source else ''}",
+        )
         for rect, (_, value) in zip(rects, drawn):
-            ax.text(value + 0.1 * (100 - low) / 20, rect.get_y() + rect.get_height() / 2, f"{value:.2f}%", va="center", fontsize=9, color="#555555")
+            ax.text(
+                value + 0.1 * (100 - low) / 20,
+                rect.get_y() + rect.get_height() / 2,
+                f"{value:.2f}%",
+                va="center",
+                fontsize=9,
+                color="#555555",
+            )
         fig.legend(loc="outside lower center", ncol=2, frameon=False, fontsize=9)
     ax.set_yticks(positions, [b[0] for b in bars])
     ax.invert_yaxis()

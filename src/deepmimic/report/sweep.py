@@ -19,11 +19,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from deepmimic.errors import DataError
-from deepmimic.report.loading import ModelRun
-from deepmimic.report.markdown import (
-    Block, Bullets, Code, Heading, Image, Paragraph, Table, count, duration, environment_items,
-)
+from deepmimic.report.blocks import Block, Bullets, Code, Heading, Image, Paragraph, Table, count, duration
+from deepmimic.report.markdown import environment_items
 from deepmimic.report.plots import MENTOR_COLOR, PALETTE, _png, accuracy_png
+from deepmimic.report.run_data import ModelRun
 
 SUMMARY_FILE = "summary.json"
 
@@ -93,14 +92,26 @@ def _models_table(row: dict[str, Any]) -> Table:
         relative = row["relative"].get(name)
         theirs = paper.get(name)
         delta = "-" if theirs is None else f"{100 * pair[0] - theirs:+.2f}"
-        cells.append((name, _ms(pair), "-" if relative is None else _ms(relative), "-" if theirs is None else f"{theirs:.2f}", delta))
+        cells.append(
+            (
+                name,
+                _ms(pair),
+                "-" if relative is None else _ms(relative),
+                "-" if theirs is None else f"{theirs:.2f}",
+                delta,
+            )
+        )
     return Table(header, tuple(cells), (False, True, True, True, True))
 
 
 def _timing_table(summary: dict[str, Any]) -> Table:
     rows = summary["rows"]
     devices = [k for k in rows[0] if k in ("cpu", "cuda")]
-    header = ["Model", "Params", "MACs/image"] + [f"{d.upper()} s (mean ± std)" for d in devices] + [f"{d.upper()} speed-up" for d in devices]
+    header = (
+        ["Model", "Params", "MACs/image"]
+        + [f"{d.upper()} s (mean ± std)" for d in devices]
+        + [f"{d.upper()} speed-up" for d in devices]
+    )
     mentor = rows[0]
     cells = []
     for row in rows:
@@ -117,8 +128,11 @@ def summary_table(summary: dict[str, Any]) -> str:
     lines = ["| " + " | ".join(table.header) + " |", "|" + " --- |" * len(table.header)]
     lines += ["| " + " | ".join(row) + " |" for row in table.rows]
     if _is_timing(summary):
-        lines.append(f"\n{summary['test_images']} test images, batch {summary['batch_size']}, mean of {summary['repeats']} passes "
-                     f"after one warm-up pass, {summary['threads']} CPU threads, torch {summary['torch']}.")
+        lines.append(
+            f"\n{summary['test_images']} test images, batch {summary['batch_size']}, "
+            f"mean of {summary['repeats']} passes "
+            f"after one warm-up pass, {summary['threads']} CPU threads, torch {summary['torch']}."
+        )
     else:
         lines.append(f"\n{summary['seeds']} seed(s) per point; accuracy in %, mean ± standard deviation over seeds.")
     return "\n".join(lines)
@@ -134,8 +148,14 @@ def sweep_png(summary: dict[str, Any]) -> bytes | None:
     rows = summary["rows"]
     if len(rows) == 1:
         row = rows[0]
-        models = [ModelRun(name, "mentor" if i == 0 and name not in summary.get("students", ()) else "student",
-                           {"accuracy": pair[0]}) for i, (name, pair) in enumerate(row["accuracy"].items())]
+        models = [
+            ModelRun(
+                name,
+                "mentor" if i == 0 and name not in summary.get("students", ()) else "student",
+                {"accuracy": pair[0]},
+            )
+            for i, (name, pair) in enumerate(row["accuracy"].items())
+        ]
         return accuracy_png(models, row.get("paper") or {}, str(summary.get("paper_source") or ""))
     values = [r.get("value") for r in rows]
     numeric = all(isinstance(v, (int, float)) for v in values)
@@ -149,8 +169,15 @@ def sweep_png(summary: dict[str, Any]) -> bytes | None:
         ax.errorbar(x, mean, yerr=std, color=color, marker="o", linewidth=2.2 if i == 0 else 1.6, capsize=3, label=name)
         paper = [(r.get("paper") or {}).get(name) for r in rows]
         if any(p is not None for p in paper):
-            ax.plot(x, [math.nan if p is None else p for p in paper], color=color, linestyle="--", marker="x",
-                    alpha=0.7, label=f"{name} (paper)")
+            ax.plot(
+                x,
+                [math.nan if p is None else p for p in paper],
+                color=color,
+                linestyle="--",
+                marker="x",
+                alpha=0.7,
+                label=f"{name} (paper)",
+            )
     if numeric:
         ax.set_xticks(x, [f"{100 * v:g}%" for v in x])
     else:
@@ -191,9 +218,12 @@ def _timing_png(summary: dict[str, Any]) -> bytes:
 
 def _scale_items(summary: dict[str, Any]) -> list[str]:
     if _is_timing(summary):
-        return [f"Data: `{summary.get('dataset')}` test set, {count(summary.get('test_images'))} images; freshly initialised "
-                f"models (time depends on the architecture, not the weights); mean ± std of {summary.get('repeats')} passes "
-                f"after a warm-up pass, batch {summary.get('batch_size')}."]
+        return [
+            f"Data: `{summary.get('dataset')}` test set, {count(summary.get('test_images'))} images; "
+            "freshly initialised models (time depends on the architecture, not the weights); "
+            f"mean ± std of {summary.get('repeats')} passes "
+            f"after a warm-up pass, batch {summary.get('batch_size')}."
+        ]
     subset, test_subset = summary.get("subset"), summary.get("test_subset")
     epochs = summary.get("epochs")
     items = [
@@ -208,9 +238,11 @@ def _scale_items(summary: dict[str, Any]) -> list[str]:
         train = recipe.get("train") or {}
         shown = ", ".join(f"{k} {v}" for k, v in train.items())
         source = "the paper's" if recipe.get("paper_epochs") else "ours or the command line's"
-        items.append(f"Recipe: mentor `{recipe.get('mentor_model')}`; every model: {shown}. Epochs: {source}. "
-                     "SGD, equal epochs, dropout in the mentor only, the 20/80 split and the full test set follow the paper; "
-                     "our choices where it is silent: " + "; ".join(str(c) for c in recipe.get("our_choices") or []) + ".")
+        items.append(
+            f"Recipe: mentor `{recipe.get('mentor_model')}`; every model: {shown}. Epochs: {source}. "
+            "SGD, equal epochs, dropout in the mentor only, the 20/80 split and the full test set follow the paper; "
+            "our choices where it is silent: " + "; ".join(str(c) for c in recipe.get("our_choices") or []) + "."
+        )
     if summary.get("config"):
         items.append(f"Config: `{summary['config']}`.")
     return items
@@ -227,9 +259,19 @@ def sweep_blocks(summary: dict[str, Any], figure: str | None) -> list[Block]:
         blocks.append(Paragraph("Speed-up = the mentor's time divided by the model's."))
     else:
         source = summary.get("paper_source")
-        blocks.append(Paragraph(f"Paper numbers: {source}." if source else "The paper printed no numbers for this experiment at this point."))
-        blocks.append(Paragraph(f"Accuracy in %, mean ± standard deviation over {summary.get('seeds')} seed(s)"
-                                + (" (± 0 means one seed: no spread was measured)." if summary.get("seeds") == 1 else ".")))
+        blocks.append(
+            Paragraph(
+                f"Paper numbers: {source}."
+                if source
+                else "The paper printed no numbers for this experiment at this point."
+            )
+        )
+        blocks.append(
+            Paragraph(
+                f"Accuracy in %, mean ± standard deviation over {summary.get('seeds')} seed(s)"
+                + (" (± 0 means one seed: no spread was measured)." if summary.get("seeds") == 1 else ".")
+            )
+        )
     notes = [str(n) for n in summary.get("notes") or []]
     if notes:
         blocks.append(Bullets(tuple(notes)))
@@ -238,13 +280,29 @@ def sweep_blocks(summary: dict[str, Any], figure: str | None) -> list[Block]:
     blocks += [Paragraph("Command:"), Code(str(command))] if command else [Paragraph("The command was not recorded.")]
     items = _scale_items(summary) + environment_items(summary.get("environment") or {}, summary.get("wall_time_s"))
     runs_total = summary.get("runs_wall_time_s")
-    if isinstance(runs_total, (int, float)) and abs(runs_total - float(summary.get("wall_time_s") or 0)) > 0.05 * runs_total:
-        items.append(f"The runs' own wall times add up to {duration(runs_total)} (points finished earlier were read back with --resume).")
+    if (
+        isinstance(runs_total, (int, float))
+        and abs(runs_total - float(summary.get("wall_time_s") or 0)) > 0.05 * runs_total
+    ):
+        items.append(
+            f"The runs' own wall times add up to {duration(runs_total)} "
+            "(points finished earlier were read back with --resume)."
+        )
     blocks.append(Bullets(tuple(items)))
-    runs = [(row["point"], run, seconds) for row in summary["rows"]
-            for run, seconds in zip(row.get("runs", []), row.get("run_wall_time_s", []))]
+    runs = [
+        (row["point"], run, seconds)
+        for row in summary["rows"]
+        for run, seconds in zip(row.get("runs", []), row.get("run_wall_time_s", []))
+    ]
     if runs:
         blocks.append(Heading("Runs"))
-        blocks.append(Bullets(tuple(f"{point}: [{run}/report.md]({run}/report.md) ([html]({run}/report.html)), wall time "
-                                    f"{duration(seconds)}" for point, run, seconds in runs)))
+        blocks.append(
+            Bullets(
+                tuple(
+                    f"{point}: [{run}/report.md]({run}/report.md) ([html]({run}/report.html)), wall time "
+                    f"{duration(seconds)}"
+                    for point, run, seconds in runs
+                )
+            )
+        )
     return blocks

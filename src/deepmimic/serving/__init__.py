@@ -2,7 +2,8 @@
 
 :func:`deepmimic.serving.app.create_app` builds the FastAPI app for any
 ``predict(uint8 (B, C, H, W)) -> probs (B, K)``; :func:`deepmimic.serving.server.serve`
-loads a trained stage folder, bundle or ``.onnx`` file and runs it with uvicorn.
+loads a trained stage folder, self-describing weights file (bundle) or ``.onnx`` file and
+runs it with uvicorn.
 The wire format is described in docs/wire-format.md and docs/serving-and-export.md.
 """
 

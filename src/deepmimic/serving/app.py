@@ -180,7 +180,10 @@ def parse_json(body: bytes) -> Any:
         raise _fail(400, f"JSON nested deeper than {MAX_JSON_DEPTH} arrays/objects")
     try:
         return json.loads(
-            text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant,
+            text,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+            parse_constant=_parse_constant,
             object_pairs_hook=_unique_keys,
         )
     except _RejectedJSON as exc:
@@ -288,13 +291,19 @@ def create_app(
             or len(shape) != 4
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)
         ):
-            raise _fail(422, f"'images.shape' must be four positive integers [B, C, H, W], got {_short(json.dumps(shape), 100)}")
+            raise _fail(
+                422, f"'images.shape' must be four positive integers [B, C, H, W], got {_short(json.dumps(shape), 100)}"
+            )
         dtype = images["dtype"]
         if dtype != "uint8":
             raise _fail(422, f"'images.dtype' must be 'uint8', got {_short(json.dumps(dtype), 50)}")
         b, c, h, w = shape
         if (c, h, w) != in_shape:  # before anything is sized from the shape
-            raise _fail(422, f"images are {_dim(c)}x{_dim(h)}x{_dim(w)} (C x H x W); this model takes {'x'.join(map(str, in_shape))}")
+            raise _fail(
+                422,
+                f"images are {_dim(c)}x{_dim(h)}x{_dim(w)} (C x H x W); "
+                f"this model takes {'x'.join(map(str, in_shape))}",
+            )
         if b > max_batch:
             raise _fail(413, f"batch of {_dim(b)} images exceeds the limit of {max_batch} per request")
         data = images["data"]
@@ -340,7 +349,9 @@ def create_app(
         check_auth(request)
         _check_content_type(request)
         body = await read_body(request)
-        images = await run_in_threadpool(lambda: decode(parse_json(body)))  # off the event loop: a large body takes a while
+        images = await run_in_threadpool(
+            lambda: decode(parse_json(body))
+        )  # off the event loop: a large body takes a while
         rows = await run_in_threadpool(run_model, images)
         return {"probs": rows}
 

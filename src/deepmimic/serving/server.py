@@ -1,7 +1,9 @@
-"""``deepmimic serve``: load a model (trained stage folder, bundle or .onnx) and run uvicorn.
+"""``deepmimic serve``: load a model (trained stage folder, weights file, bundle or .onnx) and run uvicorn.
 
-A trained stage folder or bundle is loaded with :func:`deepmimic.models.bundle.load_trained`
-and predicts with PyTorch. An ``.onnx`` file runs with onnxruntime: a file written by
+A trained stage folder, its ``weights.safetensors`` or a bundle is loaded with
+:func:`deepmimic.models.bundle.load_trained`, from the self-describing weights file alone
+(architecture, classes and normalisation are in its metadata), and predicts with PyTorch.
+An ``.onnx`` file runs with onnxruntime: a file written by
 ``deepmimic export`` is recognised by its metadata (float 0-1 input, mean/std and softmax
 inside); any other ONNX classifier is served with the input convention given by
 ``onnx_layout`` (NCHW or NHWC), ``onnx_scale`` (pixels are multiplied by it; default: divided by 255),
@@ -53,7 +55,7 @@ def load_predictor(
     onnx_std: Sequence[float] | None = None,
     onnx_output: str = "auto",
 ) -> Predictor:
-    """The predictor for a stage folder / bundle (PyTorch) or an ``.onnx`` file (onnxruntime)."""
+    """The predictor for a stage folder / weights file / bundle (PyTorch) or an ``.onnx`` file (onnxruntime)."""
     path = Path(model_path)
     if path.suffix.lower() == ".onnx":
         return _onnx_predictor(path, onnx_layout, onnx_scale, onnx_mean, onnx_std, onnx_output)
@@ -205,8 +207,13 @@ def serve(
     token = resolve_token(token_env)
     predictor = load_predictor(model_path, **onnx_options)
     app = create_app(
-        predictor.predict, num_classes=predictor.num_classes, in_shape=predictor.in_shape, model_name=predictor.name,
-        token=token, max_batch=max_batch, max_body_bytes=max_body_bytes,
+        predictor.predict,
+        num_classes=predictor.num_classes,
+        in_shape=predictor.in_shape,
+        model_name=predictor.name,
+        token=token,
+        max_batch=max_batch,
+        max_body_bytes=max_body_bytes,
     )
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
@@ -216,7 +223,11 @@ def serve(
         flush=True,
     )
     if host not in _LOOPBACK and not token:
-        print(f"warning: listening on {host} without a token: anyone who can reach it can use the model", file=sys.stderr, flush=True)
+        print(
+            f"warning: listening on {host} without a token: anyone who can reach it can use the model",
+            file=sys.stderr,
+            flush=True,
+        )
     _check_bind(host, port)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
 

@@ -3,7 +3,6 @@
 from deepmimic.teachers.base import PROVIDABLE, Teacher, TeacherOutput, describe_teacher, validate_probs
 from deepmimic.teachers.cached import CachedTeacher
 from deepmimic.teachers.ensemble import EnsembleTeacher
-from deepmimic.teachers.labeling import label_images
 from deepmimic.teachers.module import ModuleTeacher
 
 __all__ = [
@@ -14,6 +13,5 @@ __all__ = [
     "Teacher",
     "TeacherOutput",
     "describe_teacher",
-    "label_images",
     "validate_probs",
 ]

@@ -7,14 +7,15 @@ segment replaced by ``info`` answers ``{"num_classes": K, "in_shape": [C, H, W],
 
 Connection errors, timeouts, 5xx and 429 are retried with exponential backoff and jitter;
 other 4xx raise a TeacherError carrying the server's detail. Several batches can be in
-flight at once (``concurrency``; :func:`deepmimic.teachers.blackbox.run_labeler` uses it).
+flight at once (``concurrency``; :func:`deepmimic.labelling.black_box.run_labeler` uses it).
 The query budget and the persistent query log are enforced by
-:func:`deepmimic.labeling_job.label_dataset`; ``budget`` here is also a hard per-session cap.
+:func:`deepmimic.labelling.black_box_job.label_dataset`; ``budget`` here is also a hard per-session cap.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import random
@@ -118,7 +119,9 @@ class HttpTeacher:
         self.url = url
         self.source = _public(url)
         if timeout <= 0 or retries < 0 or backoff < 0 or concurrency < 1:
-            raise TeacherError(f"{self.source}: timeout and concurrency must be positive, retries and backoff non-negative")
+            raise TeacherError(
+                f"{self.source}: timeout and concurrency must be positive, retries and backoff non-negative"
+            )
         if budget is not None and budget < 0:
             raise TeacherError(f"{self.source}: budget must be non-negative, got {budget}")
         self.timeout = float(timeout)
@@ -151,7 +154,9 @@ class HttpTeacher:
             num_classes = self.info.get("num_classes")
             if not isinstance(num_classes, int) or num_classes < 1:
                 self.close()
-                raise TeacherError(f"{info_url(self.url)}: 'num_classes' must be a positive integer, got {num_classes!r}")
+                raise TeacherError(
+                    f"{info_url(self.url)}: 'num_classes' must be a positive integer, got {num_classes!r}"
+                )
             shape = self.info.get("in_shape")
             if isinstance(shape, list) and len(shape) == 3 and all(isinstance(d, int) for d in shape):
                 self.in_shape = tuple(shape)
@@ -174,10 +179,8 @@ class HttpTeacher:
         delay = min(self.max_backoff, self.backoff * (2**attempt)) * jitter
         if response is not None:
             after = response.headers.get("Retry-After", "")
-            try:
+            with contextlib.suppress(ValueError):
                 delay = max(delay, min(self.max_backoff, float(after)))
-            except ValueError:
-                pass
         time.sleep(delay)
 
     def _request(self, method: str, url: str, payload: dict[str, Any] | None = None) -> httpx.Response:
@@ -198,9 +201,13 @@ class HttpTeacher:
                 if response.is_success:
                     return response
                 if response.status_code == 413 and method == "POST":
-                    raise _TooLarge(f"{name}: the server refused the batch as too large (HTTP 413: {_detail(response)})")
+                    raise _TooLarge(
+                        f"{name}: the server refused the batch as too large (HTTP 413: {_detail(response)})"
+                    )
                 if response.status_code not in RETRY_STATUS:
-                    raise TeacherError(f"{name}: the server refused the request (HTTP {response.status_code}: {_detail(response)})")
+                    raise TeacherError(
+                        f"{name}: the server refused the request (HTTP {response.status_code}: {_detail(response)})"
+                    )
                 last = f"HTTP {response.status_code}: {_detail(response)}"
             if attempt < self.retries:
                 self._sleep_before_retry(attempt, response)
@@ -227,8 +234,11 @@ class HttpTeacher:
         with self._lock:
             if self.budget is not None and self.sent + count > self.budget:
                 raise BudgetExhaustedError(
-                    f"{self.source}: query budget of {self.budget} samples reached ({self.sent} sent; {count} more asked for)",
-                    labeled=self.sent, total=self.sent + count, budget=self.budget,
+                    f"{self.source}: query budget of {self.budget} samples reached "
+                    f"({self.sent} sent; {count} more asked for)",
+                    labeled=self.sent,
+                    total=self.sent + count,
+                    budget=self.budget,
                 )
             self.sent += count
 
@@ -236,7 +246,10 @@ class HttpTeacher:
         """Probabilities (B, K) float32 for uint8 ``images`` (B, C, H, W); thread-safe."""
         check_images(images, self.source)
         if self.in_shape is not None and tuple(images.shape[1:]) != self.in_shape:
-            raise TeacherError(f"{self.source}: the server expects images of shape (C, H, W) = {self.in_shape}, got {tuple(images.shape[1:])}")
+            raise TeacherError(
+                f"{self.source}: the server expects images of shape (C, H, W) = {self.in_shape}, "
+                f"got {tuple(images.shape[1:])}"
+            )
         b = images.shape[0]
         if b == 0:
             return torch.empty(0, self.num_classes)
@@ -269,7 +282,9 @@ class HttpTeacher:
         except (TypeError, ValueError) as exc:
             raise TeacherError(f"{self.source}: 'probs' is not a (B, K) array of numbers") from exc
         if probs.shape != (b, self.num_classes):
-            raise TeacherError(f"{self.source}: expected probabilities of shape ({b}, {self.num_classes}), got {tuple(probs.shape)}")
+            raise TeacherError(
+                f"{self.source}: expected probabilities of shape ({b}, {self.num_classes}), got {tuple(probs.shape)}"
+            )
         return probs.to(torch.float32)  # (B, K)
 
     def close(self) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
-
-from collections.abc import Sequence
 
 from deepmimic.models.features import FeatureCapture
 from deepmimic.teachers.base import TeacherOutput

@@ -74,7 +74,11 @@ class OnnxTeacher:
 
         self.path = Path(path).expanduser()
         self.source = self.path.name
-        for name, value, allowed in (("layout", layout, LAYOUTS), ("scale", scale, SCALES), ("outputs", outputs, OUTPUTS)):
+        for name, value, allowed in (
+            ("layout", layout, LAYOUTS),
+            ("scale", scale, SCALES),
+            ("outputs", outputs, OUTPUTS),
+        ):
             if value not in allowed:
                 raise TeacherError(f"{self.source}: {name} must be one of {', '.join(allowed)}, got '{value}'")
         if not self.path.is_file():
@@ -84,7 +88,9 @@ class OnnxTeacher:
         if threads is not None:
             options.intra_op_num_threads = int(threads)
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(
+                str(self.path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
         except Exception as exc:  # onnxruntime raises its own exception types for corrupt files
             raise TeacherError(f"{self.path}: not a readable ONNX model ({_one_line(exc)})") from exc
 
@@ -95,13 +101,19 @@ class OnnxTeacher:
         if self.input_name not in inputs:
             raise TeacherError(f"{self.source}: no input named '{self.input_name}' (inputs: {', '.join(inputs)})")
         if self.output_name not in outputs_meta:
-            raise TeacherError(f"{self.source}: no output named '{self.output_name}' (outputs: {', '.join(outputs_meta)})")
+            raise TeacherError(
+                f"{self.source}: no output named '{self.output_name}' (outputs: {', '.join(outputs_meta)})"
+            )
         meta = inputs[self.input_name]
         if meta.type not in _FLOAT_TYPES:
-            raise TeacherError(f"{self.source}: input '{self.input_name}' has type {meta.type}; only float inputs are supported")
+            raise TeacherError(
+                f"{self.source}: input '{self.input_name}' has type {meta.type}; only float inputs are supported"
+            )
         self._dtype = _FLOAT_TYPES[meta.type]
         if len(meta.shape) != 4:
-            raise TeacherError(f"{self.source}: input '{self.input_name}' has shape {meta.shape}; expected 4 dimensions ({layout})")
+            raise TeacherError(
+                f"{self.source}: input '{self.input_name}' has shape {meta.shape}; expected 4 dimensions ({layout})"
+            )
         self.input_shape: list[int | str | None] = list(meta.shape)  # as declared: ints or symbolic names
         first = self.input_shape[0]
         self.fixed_batch = first if isinstance(first, int) and first > 0 else None
@@ -112,9 +124,16 @@ class OnnxTeacher:
         if self.std is not None and (self.std == 0).any():
             raise TeacherError(f"{self.source}: std must be non-zero")
         self.num_classes = self._find_num_classes(outputs_meta[self.output_name].shape, num_classes)
-        stats = "".join(f" {name}={','.join(f'{v:g}' for v in t.reshape(-1).tolist())}" for name, t in (("mean", self.mean), ("std", self.std)) if t is not None)
+        stats = "".join(
+            f" {name}={','.join(f'{v:g}' for v in t.reshape(-1).tolist())}"
+            for name, t in (("mean", self.mean), ("std", self.std))
+            if t is not None
+        )
         # Everything that changes the answers: a query log written under other settings is refused.
-        self.identity = f"{self.source} input={self.input_name} output={self.output_name} layout={layout} scale={scale} outputs={outputs}{stats}"
+        self.identity = (
+            f"{self.source} input={self.input_name} output={self.output_name} "
+            f"layout={layout} scale={scale} outputs={outputs}{stats}"
+        )
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -147,7 +166,9 @@ class OnnxTeacher:
             return static
         chw = self._static_chw()
         if chw is None:
-            raise TeacherError(f"{self.source}: cannot tell the number of classes from the model; pass the option num_classes=K")
+            raise TeacherError(
+                f"{self.source}: cannot tell the number of classes from the model; pass the option num_classes=K"
+            )
         probe = torch.zeros(1, *chw, dtype=torch.uint8)  # (1, C, H, W)
         return int(self._run(probe).shape[1])
 
@@ -178,9 +199,13 @@ class OnnxTeacher:
         if c is not None and got[0] != c:
             raise TeacherError(f"{self.source}: the model expects {c} channels but the images have {got[0]}")
         if self.mean is not None and self.mean.shape[1] not in (1, got[0]):
-            raise TeacherError(f"{self.source}: mean has {self.mean.shape[1]} values but the images have {got[0]} channels")
+            raise TeacherError(
+                f"{self.source}: mean has {self.mean.shape[1]} values but the images have {got[0]} channels"
+            )
         if self.std is not None and self.std.shape[1] not in (1, got[0]):
-            raise TeacherError(f"{self.source}: std has {self.std.shape[1]} values but the images have {got[0]} channels")
+            raise TeacherError(
+                f"{self.source}: std has {self.std.shape[1]} values but the images have {got[0]} channels"
+            )
 
     def _run(self, images: torch.Tensor) -> torch.Tensor:
         """Raw model outputs (B, K) float32 for uint8 images (B, C, H, W)."""
@@ -196,10 +221,14 @@ class OnnxTeacher:
             try:
                 (out,) = self.session.run([self.output_name], {self.input_name: part})
             except Exception as exc:
-                raise TeacherError(f"{self.source}: the model failed on a batch of shape {part.shape} ({_one_line(exc)})") from exc
+                raise TeacherError(
+                    f"{self.source}: the model failed on a batch of shape {part.shape} ({_one_line(exc)})"
+                ) from exc
             out = np.asarray(out)
             if out.ndim != 2 or out.shape[0] != part.shape[0]:
-                raise TeacherError(f"{self.source}: expected an output of shape (B, K), got {out.shape} for a batch of {part.shape[0]}")
+                raise TeacherError(
+                    f"{self.source}: expected an output of shape (B, K), got {out.shape} for a batch of {part.shape[0]}"
+                )
             chunks.append(out[:real])
         return torch.from_numpy(np.concatenate(chunks).astype(np.float32))
 
@@ -211,7 +240,9 @@ class OnnxTeacher:
             return torch.empty(0, self.num_classes)
         scores = self._run(images)  # (B, K) logits or probabilities
         if scores.shape[1] != self.num_classes:
-            raise TeacherError(f"{self.source}: the model gave {scores.shape[1]} scores per image, expected {self.num_classes}")
+            raise TeacherError(
+                f"{self.source}: the model gave {scores.shape[1]} scores per image, expected {self.num_classes}"
+            )
         if self._resolved is None:  # "auto": decided once, on the first batch
             self._resolved = "probs" if looks_like_probs(scores) else "logits"
         return scores if self._resolved == "probs" else torch.softmax(scores, dim=1)

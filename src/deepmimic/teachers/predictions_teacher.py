@@ -56,7 +56,11 @@ def _read_csv(path: Path) -> np.ndarray:
     """Rows of numbers; a first line that is not numeric is taken as a header and skipped."""
     try:
         with open(path, newline="", encoding="utf-8") as handle:
-            lines = [(number, row) for number, row in enumerate(csv.reader(handle), start=1) if any(cell.strip() for cell in row)]
+            lines = [
+                (number, row)
+                for number, row in enumerate(csv.reader(handle), start=1)
+                if any(cell.strip() for cell in row)
+            ]
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise TeacherError(f"{path}: not a readable .csv file ({_one_line(exc)})") from exc
     values: list[list[float]] = []
@@ -68,7 +72,9 @@ def _read_csv(path: Path) -> np.ndarray:
                 continue  # header line
             raise TeacherError(f"{path}: line {number} is not all numbers ({_one_line(exc)})") from exc
         if len(values[-1]) != len(values[0]):
-            raise TeacherError(f"{path}: line {number} has {len(values[-1])} values, expected {len(values[0])} like the first row")
+            raise TeacherError(
+                f"{path}: line {number} has {len(values[-1])} values, expected {len(values[0])} like the first row"
+            )
     if not values:
         raise TeacherError(f"{path}: no rows of predictions")
     return np.asarray(values, dtype=np.float64)
@@ -104,12 +110,16 @@ def load_predictions(path: str | os.PathLike[str], num_rows: int | None = None, 
         raise TeacherError(f"{p}: predictions contain NaN or infinity (first at row {int(np.argmax(bad))})")
     negative = (values < 0).any(axis=1)
     if negative.any():
-        raise TeacherError(f"{p}: predictions contain negative values (first at row {int(np.argmax(negative))}); expected probabilities, not logits")
+        raise TeacherError(
+            f"{p}: predictions contain negative values (first at row {int(np.argmax(negative))}); "
+            "expected probabilities, not logits"
+        )
     off = np.abs(values.sum(axis=1) - 1.0)
     if n and off.max() > atol:
         row = int(np.argmax(off > atol))
         raise TeacherError(
-            f"{p}: probability rows must sum to 1 within {atol:g} (row {row} sums to {values[row].sum():.6g}); expected probabilities, not logits"
+            f"{p}: probability rows must sum to 1 within {atol:g} (row {row} sums to {values[row].sum():.6g}); "
+            "expected probabilities, not logits"
         )
     return validate_probs(torch.from_numpy(values.astype(np.float32)), k, str(p), atol=atol)
 
@@ -167,7 +177,9 @@ class PredictionsTeacher:
         """Probabilities (B, K) of uint8 ``images`` (B, C, H, W) found in the unlabelled set."""
         check_images(images, self.source)
         if self._images is None:
-            raise TeacherError(f"{self.source}: precomputed predictions answer by row; give the unlabelled images to look images up")
+            raise TeacherError(
+                f"{self.source}: precomputed predictions answer by row; give the unlabelled images to look images up"
+            )
         if self._by_content is None:
             table: dict[bytes, int] = {}
             for row, image in enumerate(self._images.numpy()):

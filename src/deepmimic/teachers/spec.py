@@ -30,7 +30,17 @@ from deepmimic.teachers.label_only import LabelOnlyTeacher
 COMMON_OPTIONS = ("label_only",)
 OPTIONS: dict[str, tuple[str, ...]] = {
     "onnx": ("input", "output", "layout", "scale", "mean", "std", "outputs", "num_classes", "threads"),
-    "http": ("num_classes", "timeout", "retries", "backoff", "max_backoff", "concurrency", "token_env", "budget", "seed"),
+    "http": (
+        "num_classes",
+        "timeout",
+        "retries",
+        "backoff",
+        "max_backoff",
+        "concurrency",
+        "token_env",
+        "budget",
+        "seed",
+    ),
     "predictions": ("atol",),
     "model": (),
 }
@@ -88,7 +98,9 @@ class _Options:
             raise TeacherError(f"{self.kind} teacher option {key} must be at least {minimum}, got {value}")
         return value
 
-    def number(self, key: str, default: float | None = None, minimum: float | None = None, above: float | None = None) -> float | None:
+    def number(
+        self, key: str, default: float | None = None, minimum: float | None = None, above: float | None = None
+    ) -> float | None:
         value = self._parse(key, float, "a number", default)
         if key not in self.values:
             return value
@@ -101,7 +113,9 @@ class _Options:
         return value
 
     def numbers(self, key: str) -> list[float] | None:
-        return self._parse(key, lambda v: [float(x) for x in v.split(",")], "numbers separated by commas (e.g. 0.5,0.5,0.5)", None)
+        return self._parse(
+            key, lambda v: [float(x) for x in v.split(",")], "numbers separated by commas (e.g. 0.5,0.5,0.5)", None
+        )
 
     def flag(self, key: str) -> bool:
         def convert(value: str) -> bool:
@@ -134,7 +148,10 @@ class TrainedModelLabeler:
         """Probabilities (B, K) float32 for uint8 ``images`` (B, C, H, W)."""
         check_images(images, self.source)
         if self.in_shape is not None and tuple(images.shape[1:]) != self.in_shape:
-            raise TeacherError(f"{self.source}: the model expects images of shape (C, H, W) = {self.in_shape}, got {tuple(images.shape[1:])}")
+            raise TeacherError(
+                f"{self.source}: the model expects images of shape (C, H, W) = {self.in_shape}, "
+                f"got {tuple(images.shape[1:])}"
+            )
         images = images.to(self.device)
         x = self.normalizer(images) if self.normalizer is not None else images.float() / 255.0  # (B, C, H, W) float32
         self.model.eval()
@@ -147,7 +164,8 @@ def _open_model_dir(spec: str) -> ImageLabeler:
         from deepmimic.models.bundle import load_trained
     except ImportError as exc:
         raise TeacherError(
-            f"teacher '{spec}': reading trained model directories needs deepmimic.models.bundle, which is not available ({exc})"
+            f"teacher '{spec}': reading trained model directories needs deepmimic.models.bundle, "
+            f"which is not available ({exc})"
         ) from exc
     return TrainedModelLabeler(load_trained(spec), spec)
 
@@ -189,7 +207,9 @@ def _open(
         from deepmimic.teachers.predictions_teacher import PredictionsTeacher
 
         if rows is not None:  # a subset: the file answers for the whole set, we keep the chosen rows
-            return PredictionsTeacher(spec, images=images, num_rows=total_rows, rows=rows, atol=opts.number("atol", 1e-3, above=0))  # type: ignore[arg-type]
+            return PredictionsTeacher(
+                spec, images=images, num_rows=total_rows, rows=rows, atol=opts.number("atol", 1e-3, above=0)
+            )  # type: ignore[arg-type]
         return PredictionsTeacher(spec, images=images, atol=opts.number("atol", 1e-3, above=0))  # type: ignore[arg-type]
     return _open_model_dir(spec)
 
@@ -215,7 +235,8 @@ def open_teacher(
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise TeacherError(
-            f"unknown option(s) {', '.join(unknown)} for {kind} teacher '{spec}'; known options: {', '.join(sorted(known))}"
+            f"unknown option(s) {', '.join(unknown)} for {kind} teacher '{spec}'; "
+            f"known options: {', '.join(sorted(known))}"
         )
     opts = _Options(kind, options)
     label_only = opts.flag("label_only")

@@ -96,14 +96,18 @@ def read_maybe_gzipped(path: Path) -> bytes | bytearray:
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
         raise DataError(f"{path}: cannot read ({one_line(exc)})") from exc
     if len(data) > limit:
-        raise DataError(f"{path}: inflates past {limit} bytes, the limit for gzip files (_common.MAX_DECOMPRESSED_BYTES)")
+        raise DataError(
+            f"{path}: inflates past {limit} bytes, the limit for gzip files (_common.MAX_DECOMPRESSED_BYTES)"
+        )
     return data
 
 
 def check_class_count(count: int, source: str, what: str) -> None:
     """DataError unless ``count`` classes (``what`` says where the count comes from) fit :data:`MAX_CLASSES`."""
     if count > MAX_CLASSES:
-        raise DataError(f"{source}: {what} means {count} classes, above the limit of {MAX_CLASSES} (_common.MAX_CLASSES)")
+        raise DataError(
+            f"{source}: {what} means {count} classes, above the limit of {MAX_CLASSES} (_common.MAX_CLASSES)"
+        )
 
 
 class NpyProblem(ValueError):
@@ -158,7 +162,8 @@ def read_npy_header(stream: BinaryIO, total_bytes: int) -> NpyHeader:
     available = total_bytes - header.data_offset
     if header.nbytes != available:
         raise NpyProblem(
-            f"header declares shape {header.shape} of {dtype} ({header.nbytes} bytes) but {max(available, 0)} bytes follow it"
+            f"header declares shape {header.shape} of {dtype} ({header.nbytes} bytes) "
+            f"but {max(available, 0)} bytes follow it"
         )
     return header
 

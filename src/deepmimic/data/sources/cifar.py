@@ -37,9 +37,10 @@ def _images_from_rows(rows: np.ndarray, source: Path) -> torch.Tensor:
         raise DataError(f"{source}: expected image rows of 3072 bytes, got shape {rows.shape}")
     if rows.shape[0] == 0:
         raise DataError(f"{source}: holds no images")
-    if rows.dtype != np.uint8:
-        if not np.issubdtype(rows.dtype, np.integer) or (rows.size and (rows.min() < 0 or rows.max() > 255)):
-            raise DataError(f"{source}: image rows must be integers in 0..255, got dtype {rows.dtype}")
+    if rows.dtype != np.uint8 and (
+        not np.issubdtype(rows.dtype, np.integer) or (rows.size and (rows.min() < 0 or rows.max() > 255))
+    ):
+        raise DataError(f"{source}: image rows must be integers in 0..255, got dtype {rows.dtype}")
     return torch.from_numpy(np.ascontiguousarray(rows.astype(np.uint8, copy=False).reshape(-1, 3, 32, 32)))
 
 
@@ -139,14 +140,18 @@ def _pickle_names(path: Path, key: bytes, expected: int) -> tuple[str, ...]:
     meta: Any = safe_unpickle(path)
     if not isinstance(meta, dict) or key not in meta:
         raise DataError(f"{path}: expected a dict with {key!r}")
-    if not isinstance(meta[key], (list, tuple, np.ndarray)) or (isinstance(meta[key], np.ndarray) and meta[key].ndim != 1):
+    if not isinstance(meta[key], (list, tuple, np.ndarray)) or (
+        isinstance(meta[key], np.ndarray) and meta[key].ndim != 1
+    ):
         raise DataError(f"{path}: {key!r} must be a list of names")  # a 0-d array cannot even be iterated
     if len(meta[key]) != expected:  # counted before decoding, however long the list is
         raise DataError(f"{path}: expected {expected} class names, found {len(meta[key])}")
     return tuple(_decode(n, path) for n in meta[key])
 
 
-def _checked(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], name: str, source: Path) -> ImageDataset:
+def _checked(
+    images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...], name: str, source: Path
+) -> ImageDataset:
     if labels.numel() and int(labels.max()) >= len(classes):
         raise DataError(f"{source}: label {int(labels.max())} out of range for {len(classes)} classes")
     return ImageDataset(images, labels, classes, name)
@@ -155,7 +160,9 @@ def _checked(images: torch.Tensor, labels: torch.Tensor, classes: tuple[str, ...
 def _load_cifar10_pickle(directory: Path) -> TrainTest:
     classes = _pickle_names(directory / "batches.meta", b"label_names", 10)
     parts = [_pickle_part(directory / f"data_batch_{i}", b"labels") for i in range(1, 6)]
-    train = _checked(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), classes, "cifar10/train", directory)
+    train = _checked(
+        torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), classes, "cifar10/train", directory
+    )
     test_images, test_labels = _pickle_part(directory / "test_batch", b"labels")
     return TrainTest(train, _checked(test_images, test_labels, classes, "cifar10/test", directory / "test_batch"))
 
@@ -169,7 +176,10 @@ def load_cifar10(root: str | Path) -> TrainTest:
     for candidate in (base, base / "cifar-10-batches-py"):
         if (candidate / "data_batch_1").exists():
             return _load_cifar10_pickle(candidate)
-    raise DataError(f"{base}: no CIFAR-10 batches (data_batch_1.bin or data_batch_1) here or in cifar-10-batches-bin/ or cifar-10-batches-py/")
+    raise DataError(
+        f"{base}: no CIFAR-10 batches (data_batch_1.bin or data_batch_1) here or in "
+        "cifar-10-batches-bin/ or cifar-10-batches-py/"
+    )
 
 
 def load_cifar100(root: str | Path) -> TrainTest:

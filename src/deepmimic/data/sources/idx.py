@@ -28,7 +28,18 @@ from deepmimic.data.sources._common import find_first, is_gzipped, one_line, rea
 from deepmimic.errors import DataError
 
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049
-FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot")
+FASHION_CLASSES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 MNIST_CLASSES = tuple(str(d) for d in range(10))
 
 
@@ -73,7 +84,8 @@ def _parse_idx(stream: BinaryIO, path: Path, expected_magic: int, gzipped: bool,
     if expected > available:
         if gzipped:
             raise DataError(
-                f"{path}: header declares {expected} bytes, above the {available}-byte limit for gzip files (_common.MAX_DECOMPRESSED_BYTES)"
+                f"{path}: header declares {expected} bytes, above the {available}-byte limit for gzip files "
+                "(_common.MAX_DECOMPRESSED_BYTES)"
             )
         raise DataError(f"{path}: truncated idx file ({available} bytes, header says {expected})")
     body = read_bounded(stream, payload)  # at most payload + 1 bytes, even from a gzip bomb

@@ -38,7 +38,9 @@ def _scan(directory: Path) -> tuple[tuple[str, ...], list[Path], list[int]]:
     for index, name in enumerate(classes):
         try:
             files = sorted(
-                p for p in (directory / name).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
+                p
+                for p in (directory / name).iterdir()
+                if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()
             )
         except OSError as exc:
             raise DataError(f"{directory / name}: cannot list ({one_line(exc)})") from exc
@@ -61,7 +63,14 @@ def _any_colour(paths: list[Path]) -> bool:
     return False
 
 
-def _build(paths: list[Path], labels: list[int], classes: tuple[str, ...], channels: int, size: tuple[int, int] | None, name: str) -> ImageDataset:
+def _build(
+    paths: list[Path],
+    labels: list[int],
+    classes: tuple[str, ...],
+    channels: int,
+    size: tuple[int, int] | None,
+    name: str,
+) -> ImageDataset:
     images = stack_images(paths, "RGB" if channels == 3 else "L", size, hint=" (set size= to resize)")  # (N, C, H, W)
     return ImageDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64), classes, name)
 
@@ -78,7 +87,8 @@ def _check_size(size: object) -> tuple[int, int] | None:
     limit = Image.MAX_IMAGE_PIXELS  # None when a user has switched Pillow's check off
     if limit is not None and size[0] * size[1] > limit:  # each resized image would be this big
         raise DataError(
-            f"size {tuple(size)} is {size[0] * size[1]} pixels per image, above Pillow's limit of {int(limit)} (PIL.Image.MAX_IMAGE_PIXELS)"
+            f"size {tuple(size)} is {size[0] * size[1]} pixels per image, "
+            f"above Pillow's limit of {int(limit)} (PIL.Image.MAX_IMAGE_PIXELS)"
         )
     return int(size[0]), int(size[1])
 
@@ -103,7 +113,10 @@ def load_image_folder(
         classes, train_paths, train_labels = _scan(base / "train")
         test_classes, test_paths, test_labels = _scan(base / "test")
         if test_classes != classes:
-            raise DataError(f"{base}: train/ and test/ have different class folders ({', '.join(classes)} vs {', '.join(test_classes)})")
+            raise DataError(
+                f"{base}: train/ and test/ have different class folders "
+                f"({', '.join(classes)} vs {', '.join(test_classes)})"
+            )
         ch = channels or (3 if _any_colour(train_paths + test_paths) else 1)
         return TrainTest(
             _build(train_paths, train_labels, classes, ch, hw, f"{base.name}/train"),

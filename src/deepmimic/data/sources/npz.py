@@ -60,7 +60,9 @@ def _open(path: Path) -> dict[str, np.ndarray]:
                 where = f"{path}: array '{key}'"
                 if info.compress_type == zipfile.ZIP_STORED:
                     if info.file_size > archive_size:  # a stored entry's bytes must be in the file
-                        raise DataError(f"{where} claims {info.file_size} bytes, more than the archive's {archive_size}")
+                        raise DataError(
+                            f"{where} claims {info.file_size} bytes, more than the archive's {archive_size}"
+                        )
                 else:
                     inflated += info.file_size
                     if inflated > _common.MAX_DECOMPRESSED_BYTES:
@@ -73,7 +75,9 @@ def _open(path: Path) -> dict[str, np.ndarray]:
                         read_npy_header(member, info.file_size)
                     except NpyProblem as exc:
                         if exc.objects:
-                            raise DataError(f"{path}: contains object arrays, which are refused (save plain numeric/string arrays)") from exc
+                            raise DataError(
+                                f"{path}: contains object arrays, which are refused (save plain numeric/string arrays)"
+                            ) from exc
                         raise DataError(f"{path}: not a readable .npz file (array '{key}': {exc})") from exc
                 with archive.open(info) as member:  # header checked: the allocation matches the entry
                     arrays[key] = npy_format.read_array(member, allow_pickle=False)
@@ -85,7 +89,9 @@ def _open(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: not a readable .npz file ({one_line(exc)})") from exc
 
 
-def _part(arrays: dict[str, np.ndarray], images_key: str, labels_key: str, path: Path) -> tuple[torch.Tensor, torch.Tensor]:
+def _part(
+    arrays: dict[str, np.ndarray], images_key: str, labels_key: str, path: Path
+) -> tuple[torch.Tensor, torch.Tensor]:
     """(images uint8 (N, C, H, W), labels int64 (N,)) from two arrays of the archive."""
     for key in (images_key, labels_key):
         if key not in arrays:

@@ -24,7 +24,9 @@ _ALLOWED = {
     ("_codecs", "encode"),  # how protocol-2 pickles store bytes
 }
 # Plain constructors, under their Python 3 and Python 2 module names (protocols 0-2 name them).
-_ALLOWED |= {(module, name) for module in ("builtins", "__builtin__") for name in ("dict", "list", "bytes", "str", "int")}
+_ALLOWED |= {
+    (module, name) for module in ("builtins", "__builtin__") for name in ("dict", "list", "bytes", "str", "int")
+}
 
 
 class _Refused(pickle.UnpicklingError):

@@ -44,7 +44,9 @@ def _class_names(root: Path, wnids: list[str]) -> tuple[str, ...]:
     return tuple(words.get(w) or w for w in wnids)
 
 
-def _dataset(paths: list[Path], labels: list[int], classes: tuple[str, ...], wnids: list[str], name: str, where: Path) -> ImageDataset:
+def _dataset(
+    paths: list[Path], labels: list[int], classes: tuple[str, ...], wnids: list[str], name: str, where: Path
+) -> ImageDataset:
     """Decode ``paths`` as RGB into (N, 3, H, W); every image must have the first one's size."""
     if not paths:
         raise DataError(f"{where}: holds no images")

@@ -75,7 +75,9 @@ def test_out_option_redirects_output(tmp_path: Path) -> None:
         (["--set", "students.0.method=magic"], "unknown method 'magic'"),
     ],
 )
-def test_user_errors_exit_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv_tail: list[str], needle: str) -> None:
+def test_user_errors_exit_2_with_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv_tail: list[str], needle: str
+) -> None:
     path = write_config(tmp_path)
     assert main(["run", str(path), "--no-progress", *argv_tail]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -105,10 +107,24 @@ def test_layers_lists_module_names_and_shapes(capsys: pytest.CaptureFixture[str]
     assert "--in-shape expects C,H,W" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"], ["demo", "--help"], ["models", "--help"], ["layers", "--help"], ["report", "--help"]])
+def _commands() -> list[str]:
+    from deepmimic.cli.main import build_parser  # noqa: PLC0415
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("argv", [["--help"]] + [[command, "--help"] for command in _commands()])
 def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(argv) == 0
     assert "usage: deepmimic" in capsys.readouterr().out
+
+
+def test_every_command_group_registers_its_commands() -> None:
+    assert _commands() == sorted(
+        ["demo", "export", "label", "layers", "mimic", "models", "report", "reproduce", "run", "serve"]
+    )
 
 
 def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) -> None:
@@ -122,9 +138,18 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
     [
         (["reproduce", "ladder-mnist", "--subset", "0"], "--subset: must be at least 1, got 0"),
         (["reproduce", "ladder-mnist", "--epochs", "x"], "--epochs: expected an integer, got 'x'"),
-        (["mimic", "--teacher", "t.npy", "--data", "mnist-5k", "--student", "s", "--subset", "0"], "--subset: must be at least 1"),
-        (["mimic", "--teacher", "t.npy", "--data", "mnist-5k", "--student", "s", "--lr", "-1"], "--lr: must be a finite number above 0"),
-        (["label", "--teacher", "t.npy", "--data", "mnist-5k", "--out", "o.npy", "--budget", "-1"], "--budget: must be non-negative"),
+        (
+            ["mimic", "--teacher", "t.npy", "--data", "mnist-5k", "--student", "s", "--subset", "0"],
+            "--subset: must be at least 1",
+        ),
+        (
+            ["mimic", "--teacher", "t.npy", "--data", "mnist-5k", "--student", "s", "--lr", "-1"],
+            "--lr: must be a finite number above 0",
+        ),
+        (
+            ["label", "--teacher", "t.npy", "--data", "mnist-5k", "--out", "o.npy", "--budget", "-1"],
+            "--budget: must be non-negative",
+        ),
         (["serve", "m", "--port", "70000"], "--port: must be a port number"),
         (["mimic", "--teacher", "t.npy"], "the following arguments are required"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
@@ -136,7 +161,9 @@ def test_argument_mistakes_are_one_line(argv: list[str], needle: str, capsys: py
     assert err.count("\n") == 1 and err.startswith("error: ") and needle in err, err
 
 
-def test_resume_refusal_is_one_line_and_restart_stage_retrains(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_resume_refusal_is_one_line_and_restart_stage_retrains(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "c.yaml"
     raw = tiny_config(tmp_path)
     raw["train"]["epochs"] = 1
@@ -146,5 +173,8 @@ def test_resume_refusal_is_one_line_and_restart_stage_retrains(tmp_path: Path, c
     assert main(["run", str(config), "--resume", "--set", "split.seed=7", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "stage 'Mentor' was trained with other inputs (split.seed 0 -> 7)" in err
-    assert main(["run", str(config), "--resume", "--set", "split.seed=7", "--restart-stage", "Mentor", "--no-progress"]) == 0
+    assert (
+        main(["run", str(config), "--resume", "--set", "split.seed=7", "--restart-stage", "Mentor", "--no-progress"])
+        == 0
+    )
     assert "retraining stage 'Mentor'" in capsys.readouterr().out

@@ -21,8 +21,9 @@ import torch
 from deepmimic import distributed
 from deepmimic.errors import TeacherError
 from deepmimic.io_utils import atomic_path
-from deepmimic.teachers.blackbox import BudgetExhaustedError, ImageLabeler, check_images, run_labeler
-from deepmimic.teachers.query_log import QueryLog, fingerprint_images, read_query_log
+from deepmimic.labelling.black_box import run_labeler
+from deepmimic.labelling.query_log import QueryLog, fingerprint_images, read_query_log
+from deepmimic.teachers.blackbox import BudgetExhaustedError, ImageLabeler, check_images
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -37,11 +38,10 @@ def write_probs(path: str | os.PathLike[str], probs: torch.Tensor, *, every_rank
 
     ``every_rank``: write on every rank of a distributed job (each rank's own shard file).
     """
-    with atomic_path(path, every_rank=every_rank) as tmp:
-        with open(tmp, "wb") as handle:
-            np.save(handle, probs.detach().cpu().numpy().astype(np.float32))
-            handle.flush()
-            os.fsync(handle.fileno())
+    with atomic_path(path, every_rank=every_rank) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, probs.detach().cpu().numpy().astype(np.float32))
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def label_dataset(
@@ -97,13 +97,17 @@ def label_dataset(
         stopped_by_teacher = False
         if allowed:
             try:
-                run_labeler(teacher, images, todo[:allowed], batch_size, on_batch=log.append, progress=progress, stream=stream)
+                run_labeler(
+                    teacher, images, todo[:allowed], batch_size, on_batch=log.append, progress=progress, stream=stream
+                )
             except BudgetExhaustedError:
                 stopped_by_teacher = True  # the teacher's own cap; what it answered is in the log
             except TeacherError as exc:
                 if log.count == 0:
                     raise
-                raise TeacherError(f"{exc} ({log.count} of {n} rows answered so far are kept in {log_file}; run again to resume)") from exc
+                raise TeacherError(
+                    f"{exc} ({log.count} of {n} rows answered so far are kept in {log_file}; run again to resume)"
+                ) from exc
         labeled = log.count
         complete = labeled == n
         if complete:
@@ -157,7 +161,9 @@ def label_dataset_sharded(
         if isinstance(getattr(teacher, "num_rows", None), int):
             # A predictions file answers by row and costs no queries: every rank reads it
             # whole (its own log); rank 0 writes the output.
-            summary = label_dataset(teacher, images, out_path, shard_path(log, r, w), batch_size, progress, budget, stream=quiet)
+            summary = label_dataset(
+                teacher, images, out_path, shard_path(log, r, w), batch_size, progress, budget, stream=quiet
+            )
             distributed.barrier()
             return summary
         if budget is None:
@@ -170,16 +176,31 @@ def label_dataset_sharded(
                 teacher.budget = share  # type: ignore[union-attr]  # each process may send only its share
         start, stop = distributed.shard_range(n)
         summary = label_dataset(
-            teacher, images[start:stop], shard_path(out_path, r, w), shard_path(log, r, w), batch_size,
-            progress, share, stream=quiet, every_rank=True,
+            teacher,
+            images[start:stop],
+            shard_path(out_path, r, w),
+            shard_path(log, r, w),
+            batch_size,
+            progress,
+            share,
+            stream=quiet,
+            every_rank=True,
         )
     finally:
         if quiet is not None:
             quiet.close()
-    counts = distributed.all_reduce_sum(torch.tensor(
-        [summary["labeled"], summary["from_log"], summary["queried"], int(summary["complete"]), int(summary["budget_exhausted"])],
-        dtype=torch.int64,
-    ))
+    counts = distributed.all_reduce_sum(
+        torch.tensor(
+            [
+                summary["labeled"],
+                summary["from_log"],
+                summary["queried"],
+                int(summary["complete"]),
+                int(summary["budget_exhausted"]),
+            ],
+            dtype=torch.int64,
+        )
+    )
     labeled, from_log, queried, complete_shards, exhausted = (int(v) for v in counts.tolist())
     complete = complete_shards == w
     if complete and distributed.is_main():
@@ -190,8 +211,14 @@ def label_dataset_sharded(
     distributed.barrier()
     return {
         **summary,
-        "rows": n, "labeled": labeled, "from_log": from_log, "queried": queried, "budget": budget,
-        "budget_exhausted": exhausted > 0, "complete": complete, "out": str(out_path) if complete else None,
+        "rows": n,
+        "labeled": labeled,
+        "from_log": from_log,
+        "queried": queried,
+        "budget": budget,
+        "budget_exhausted": exhausted > 0,
+        "complete": complete,
+        "out": str(out_path) if complete else None,
         "log": f"{shard_path(log, 0, w)} .. {shard_path(log, w - 1, w)}",
         "shard_logs": [str(shard_path(log, q, w)) for q in range(w)],
     }

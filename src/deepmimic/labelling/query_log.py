@@ -84,7 +84,10 @@ def _parse(path: Path, data: bytes) -> tuple[dict[str, Any], list[tuple[np.ndarr
         if zlib.crc32(payload) != crc:
             if end == len(data):
                 break  # torn last record
-            raise TeacherError(f"{path}: query log is corrupt at byte {offset} (record {len(records) + 1}); move it aside to start over")
+            raise TeacherError(
+                f"{path}: query log is corrupt at byte {offset} (record {len(records) + 1}); "
+                "move it aside to start over"
+            )
         rows = np.frombuffer(payload, dtype="<i8", count=count)
         probs = np.frombuffer(payload, dtype="<f4", offset=8 * count).reshape(count, k)
         if rows.min() < 0 or rows.max() >= n:
@@ -122,9 +125,16 @@ class QueryLog:
     ``probs`` (N, K) float32 holds them (zeros elsewhere).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, source: str, num_classes: int, num_rows: int, fingerprint: str = "") -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, source: str, num_classes: int, num_rows: int, fingerprint: str = ""
+    ) -> None:
         self.path = Path(path)
-        self.header = {"source": source, "num_classes": int(num_classes), "num_rows": int(num_rows), "fingerprint": fingerprint}
+        self.header = {
+            "source": source,
+            "num_classes": int(num_classes),
+            "num_rows": int(num_rows),
+            "fingerprint": fingerprint,
+        }
         self.num_classes = int(num_classes)
         self.answered = torch.zeros(num_rows, dtype=torch.bool)  # (N,)
         self.probs = torch.zeros(num_rows, self.num_classes, dtype=torch.float32)  # (N, K)
@@ -233,7 +243,9 @@ class QueryLog:
         if rows_np.size == 0:
             return
         if probs_np.shape != (rows_np.size, self.num_classes):
-            raise TeacherError(f"{self.path}: cannot log probabilities of shape {probs_np.shape} for {rows_np.size} rows")
+            raise TeacherError(
+                f"{self.path}: cannot log probabilities of shape {probs_np.shape} for {rows_np.size} rows"
+            )
         if rows_np.min() < 0 or rows_np.max() >= self.answered.numel():
             raise TeacherError(f"{self.path}: cannot log rows outside [0, {self.answered.numel()})")
         payload = rows_np.tobytes() + probs_np.tobytes()

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from deepmimic.data.batches import Normalizer
-from deepmimic.pipelines.soft_label_cache import soft_label_key
+from deepmimic.labelling.soft_label_cache import soft_label_key
 
 
 def test_key_covers_batchnorm_buffers_and_changes_with_any_input() -> None:

@@ -24,7 +24,9 @@ def soft_label_key(mentor: torch.nn.Module, images: torch.Tensor, normalizer: No
     """Hex SHA-256 of mentor weights (name, dtype, shape, bytes), image bytes and normaliser."""
     digest = hashlib.sha256()
     for name, tensor in sorted(mentor.state_dict().items()):
-        t = tensor.detach().cpu().contiguous().reshape(-1)  # 1-D: a 0-dim buffer (BatchNorm counts) cannot be viewed as bytes
+        t = (
+            tensor.detach().cpu().contiguous().reshape(-1)
+        )  # 1-D: a 0-dim buffer (BatchNorm counts) cannot be viewed as bytes
         digest.update(f"{name}:{t.dtype}:{tuple(tensor.shape)}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     digest.update(f"images:{tuple(images.shape)}".encode())

@@ -31,7 +31,9 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp / "run"
 
 
-def test_export_onnx_prints_the_verified_difference(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_onnx_prints_the_verified_difference(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "student-b.onnx"
     assert main(["export", str(run_dir / "students" / "student-b"), "--onnx", str(out), "--batch-size", "5"]) == 0
     printed = capsys.readouterr().out
@@ -55,14 +57,19 @@ def test_export_torchscript_and_bundle(run_dir: Path, tmp_path: Path, capsys: py
         (["export", "no/such/stage", "--onnx", "x.onnx"], "error: no/such/stage: no such file or folder"),
         (["export", "{run}", "--onnx", "x.onnx"], "this is a run folder"),
         (["export", "{run}/mentor", "--onnx", "{run}/config.yaml/x.onnx"], "cannot write"),
-        (["export", "{run}/mentor", "--onnx", "x.onnx", "--batch-size", "0"], "--batch-size: must be between 1 and 4,096"),
+        (
+            ["export", "{run}/mentor", "--onnx", "x.onnx", "--batch-size", "0"],
+            "--batch-size: must be between 1 and 4,096",
+        ),
         (["serve", "no/such/stage"], "error: no/such/stage: no such file or folder"),
         (["serve", "missing.onnx"], "error: missing.onnx: no such ONNX file"),
         (["serve", "{run}/mentor", "--token-env", "DEEPMIMIC_TEST_UNSET_TOKEN"], "the environment variable is not set"),
         (["serve", "{run}/mentor", "--onnx-mean", "a,b"], "--onnx-mean expects comma-separated numbers"),
     ],
 )
-def test_user_errors_exit_2_with_one_line(run_dir: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_user_errors_exit_2_with_one_line(
+    run_dir: Path, args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main([a.replace("{run}", str(run_dir)) for a in args]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and err.count("\n") == 1, err
@@ -86,13 +93,34 @@ def test_serve_builds_the_app_and_prints_the_url(
     with socket.socket() as s:  # a free port
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    assert main(["serve", str(run_dir / "students" / "student-b"), "--port", str(port), "--token-env", "MY_SERVE_TOKEN", "--max-batch", "2"]) == 0
+    assert (
+        main(
+            [
+                "serve",
+                str(run_dir / "students" / "student-b"),
+                "--port",
+                str(port),
+                "--token-env",
+                "MY_SERVE_TOKEN",
+                "--max-batch",
+                "2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    assert f"serving Student-B (1x8x8 -> 4 classes) at http://127.0.0.1:{port}/v1/predict" in out and "token required" in out
+    assert (
+        f"serving Student-B (1x8x8 -> 4 classes) at http://127.0.0.1:{port}/v1/predict" in out
+        and "token required" in out
+    )
     assert seen["host"] == "127.0.0.1" and seen["port"] == port
     client = TestClient(seen["app"])
     auth = {"Authorization": "Bearer t0k"}
-    assert client.get("/v1/info", headers=auth).json() == {"num_classes": 4, "in_shape": [1, 8, 8], "model": "Student-B"}
+    assert client.get("/v1/info", headers=auth).json() == {
+        "num_classes": 4,
+        "in_shape": [1, 8, 8],
+        "model": "Student-B",
+    }
     images = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8)
     assert client.post("/v1/predict", json=encode_images(images), headers=auth).status_code == 200
     assert client.post("/v1/predict", json=encode_images(images.repeat(2, 1, 1, 1)), headers=auth).status_code == 413

@@ -15,23 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from deepmimic.cli_types import non_negative_int, positive_int
-from deepmimic.errors import TeacherError
-from deepmimic.labeling_job import DEFAULT_BATCH_SIZE
-
-
-def parse_options(pairs: list[str] | None) -> dict[str, str]:
-    """``["layout=nhwc", "mean=0.5,0.5,0.5"]`` -> ``{"layout": "nhwc", "mean": "0.5,0.5,0.5"}``."""
-    options: dict[str, str] = {}
-    for pair in pairs or []:
-        key, sep, value = pair.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise TeacherError(f"--option expects KEY=VALUE, got '{pair}'")
-        if key in options:
-            raise TeacherError(f"--option {key} given twice")
-        options[key] = value.strip()
-    return options
+from deepmimic.cli.options import non_negative_int, parse_options, positive_int
+from deepmimic.labelling.black_box_job import DEFAULT_BATCH_SIZE
 
 
 def _cmd_label(args: argparse.Namespace) -> int:
@@ -44,11 +29,10 @@ def _cmd_label(args: argparse.Namespace) -> int:
 def _label(args: argparse.Namespace) -> int:
     from deepmimic import distributed
     from deepmimic.data.spec import open_unlabeled
-    from deepmimic.labeling_job import label_dataset_sharded
+    from deepmimic.io_utils import check_output_file
+    from deepmimic.labelling.black_box_job import label_dataset_sharded
     from deepmimic.teachers.blackbox import BudgetExhaustedError
     from deepmimic.teachers.spec import open_teacher
-
-    from deepmimic.io_utils import check_output_file
 
     options = parse_options(args.option)
     check_output_file(args.out, "--out")  # before any query: a run that cannot write its answers must not pay for them
@@ -78,10 +62,13 @@ def _label(args: argparse.Namespace) -> int:
     )
     if not summary["complete"]:
         raise BudgetExhaustedError(
-            f"query budget of {summary['budget']} samples reached: {summary['labeled']} of {summary['rows']} images labelled"
+            f"query budget of {summary['budget']} samples reached: "
+            f"{summary['labeled']} of {summary['rows']} images labelled"
             + (f" (kept in {summary['log']})" if summary["labeled"] else "")
             + f"; {args.out} is written once every image is labelled: run again with a larger --budget",
-            labeled=summary["labeled"], total=summary["rows"], budget=summary["budget"] or 0,
+            labeled=summary["labeled"],
+            total=summary["rows"],
+            budget=summary["budget"] or 0,
         )
     print(f"probabilities: {summary['out']}  ({summary['rows']} x {summary['num_classes']}, float32)")
     sys.stdout.flush()
@@ -98,17 +85,46 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "float32 .npy. Answers are logged as they arrive: an interrupted run resumes without re-sending any image."
         ),
     )
-    label.add_argument("--teacher", required=True, metavar="SPEC", help="model.onnx, http(s)://host/v1/predict, probs.npy/.csv, or a trained model directory")
-    label.add_argument("--data", required=True, metavar="SPEC", help="NAME or NAME:ROOT, e.g. mnist-5k, mnist:../shared/data/mnist, npz:images.npz")
-    label.add_argument("--split", default="train", choices=("train", "test"), help="which part of the data set to label (default train)")
+    label.add_argument(
+        "--teacher",
+        required=True,
+        metavar="SPEC",
+        help="model.onnx, http(s)://host/v1/predict, probs.npy/.csv, or a trained model directory",
+    )
+    label.add_argument(
+        "--data",
+        required=True,
+        metavar="SPEC",
+        help="NAME or NAME:ROOT, e.g. mnist-5k, mnist:../shared/data/mnist, npz:images.npz",
+    )
+    label.add_argument(
+        "--split",
+        default="train",
+        choices=("train", "test"),
+        help="which part of the data set to label (default train)",
+    )
     label.add_argument("--out", required=True, metavar="PATH", help="where to write the probabilities (.npy)")
     label.add_argument(
-        "--option", action="append", metavar="KEY=VALUE",
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
         help="teacher option, repeatable: layout=nhwc, scale=byte, mean=..., std=..., outputs=logits (ONNX); "
         "timeout=, retries=, concurrency=, token_env=, num_classes= (HTTP); label_only=true (any)",
     )
-    label.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N", help=f"images per teacher call (default {DEFAULT_BATCH_SIZE})")
-    label.add_argument("--budget", type=non_negative_int, default=None, metavar="N", help="most images to send to the teacher, counting earlier runs in the query log")
+    label.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=DEFAULT_BATCH_SIZE,
+        metavar="N",
+        help=f"images per teacher call (default {DEFAULT_BATCH_SIZE})",
+    )
+    label.add_argument(
+        "--budget",
+        type=non_negative_int,
+        default=None,
+        metavar="N",
+        help="most images to send to the teacher, counting earlier runs in the query log",
+    )
     label.add_argument("--log", default=None, metavar="PATH", help="query log (default: OUT.querylog)")
     label.add_argument("--no-progress", action="store_true", help="plain progress lines instead of a progress bar")
-    label.set_defaults(func=_cmd_label)
+    label.set_defaults(func=_cmd_label, distributed=True)

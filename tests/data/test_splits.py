@@ -7,9 +7,9 @@ import dataclasses
 import pytest
 import torch
 
-from synthetic import make_blobs_dataset
 from deepmimic.data.splits import UnlabeledImages, add_out_of_domain, remove_unbalanced, split_labeled_unlabeled
 from deepmimic.errors import DataError
+from synthetic import make_blobs_dataset
 
 
 def test_split_is_disjoint_complete_balanced_and_at_ratio() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from deepmimic.cli_types import int_between, port_number, positive_int
+from deepmimic.cli.options import int_between, port_number, positive_int
 from deepmimic.errors import DeepMimicError
 
 
@@ -29,7 +29,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "onnx_std": _floats(args.onnx_std, "--onnx-std") if args.onnx_std else None,
         "onnx_output": args.onnx_output,
     }
-    serve(args.model, host=args.host, port=args.port, token_env=args.token_env, max_batch=args.max_batch, **onnx_options)
+    serve(
+        args.model, host=args.host, port=args.port, token_env=args.token_env, max_batch=args.max_batch, **onnx_options
+    )
     return 0
 
 
@@ -49,7 +51,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
         reloaded = load_trained(path)
         images = torch.randint(0, 256, (args.batch_size, *trained.in_shape), dtype=torch.uint8)
         diff = float((reloaded.probs(images) - trained.probs(images)).abs().max())
-        print(f"wrote {path} (bundle); reloaded and verified on a batch of {args.batch_size}: max abs diff probs {diff:.3g}")
+        print(
+            f"wrote {path} (bundle); reloaded and verified on a batch of {args.batch_size}: "
+            f"max abs diff probs {diff:.3g}"
+        )
         return 0
     print(report.summary())
     print("input 'images': float32 (B, C, H, W) pixels / 255 (0-1; mean/std inside); outputs: logits, probs (B, K)")
@@ -68,19 +73,32 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         ),
     )
     serve.add_argument("model", metavar="MODEL", help="trained stage folder, bundle .safetensors, or .onnx file")
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"
+    )
     serve.add_argument("--port", type=port_number, default=8000, help="port (default 8000)")
     serve.add_argument(
-        "--token-env", metavar="NAME", default=None,
+        "--token-env",
+        metavar="NAME",
+        default=None,
         help="environment variable holding the bearer token clients must send (default: DEEPMIMIC_SERVE_TOKEN if set)",
     )
-    serve.add_argument("--max-batch", type=positive_int, default=1024, metavar="N", help="most images per request (default 1024)")
+    serve.add_argument(
+        "--max-batch", type=positive_int, default=1024, metavar="N", help="most images per request (default 1024)"
+    )
     onnx = serve.add_argument_group("ONNX files not written by deepmimic export")
     onnx.add_argument("--onnx-layout", choices=("NCHW", "NHWC"), default="NCHW", help="input layout (default NCHW)")
-    onnx.add_argument("--onnx-scale", type=float, default=None, metavar="S", help="multiply pixels by S (default: divide by 255)")
+    onnx.add_argument(
+        "--onnx-scale", type=float, default=None, metavar="S", help="multiply pixels by S (default: divide by 255)"
+    )
     onnx.add_argument("--onnx-mean", metavar="M[,M,M]", help="per-channel mean subtracted after scaling (default 0)")
     onnx.add_argument("--onnx-std", metavar="S[,S,S]", help="per-channel std divided by after the mean (default 1)")
-    onnx.add_argument("--onnx-output", choices=("auto", "logits", "probs"), default="auto", help="what the first output holds (default auto: by its name)")
+    onnx.add_argument(
+        "--onnx-output",
+        choices=("auto", "logits", "probs"),
+        default="auto",
+        help="what the first output holds (default auto: by its name)",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     export = sub.add_parser(
@@ -92,11 +110,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
             "The file is checked against PyTorch before it is written; the max abs difference is printed."
         ),
     )
-    export.add_argument("checkpoint", metavar="CHECKPOINT", help="trained stage folder (holding weights.safetensors) or bundle")
+    export.add_argument(
+        "checkpoint", metavar="CHECKPOINT", help="trained stage folder (holding weights.safetensors) or bundle"
+    )
     target = export.add_mutually_exclusive_group(required=True)
     target.add_argument("--onnx", metavar="OUT.onnx", help="write an ONNX model")
     target.add_argument("--torchscript", metavar="OUT.pt", help="write a TorchScript module (torch.jit.load)")
-    target.add_argument("--bundle", metavar="OUT.safetensors", help="write a standalone deepmimic bundle (weights + architecture)")
-    export.add_argument("--batch-size", type=int_between(1, 4096), default=8, metavar="N", help="batch traced and verified, 1..4096 (default 8)")
+    target.add_argument(
+        "--bundle", metavar="OUT.safetensors", help="write a standalone deepmimic bundle (weights + architecture)"
+    )
+    export.add_argument(
+        "--batch-size",
+        type=int_between(1, 4096),
+        default=8,
+        metavar="N",
+        help="batch traced and verified, 1..4096 (default 8)",
+    )
     export.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     export.set_defaults(func=_cmd_export)

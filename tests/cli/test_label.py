@@ -33,7 +33,9 @@ def test_label_with_a_predictions_teacher(tmp_path: Path, capsys: pytest.Capture
     data = write_blobs_npz(tmp_path / "blobs.npz")
     np.save(tmp_path / "given.npy", predictions())
     out = tmp_path / "probs.npy"
-    code = main(["label", "--teacher", str(tmp_path / "given.npy"), "--data", f"npz:{data}", "--out", str(out), "--no-progress"])
+    code = main(
+        ["label", "--teacher", str(tmp_path / "given.npy"), "--data", f"npz:{data}", "--out", str(out), "--no-progress"]
+    )
     assert code == 0
     np.testing.assert_array_equal(np.load(out), predictions())
     stdout = capsys.readouterr().out
@@ -46,13 +48,26 @@ def test_label_with_an_onnx_teacher_and_label_only(tmp_path: Path, capsys: pytes
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, K)).eval()
     onnx_path = tmp_path / "teacher.onnx"
-    torch.onnx.export(model, (torch.zeros(2, 1, 8, 8),), str(onnx_path), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False)
+    torch.onnx.export(
+        model, (torch.zeros(2, 1, 8, 8),), str(onnx_path), input_names=["x"], dynamic_axes={"x": {0: "b"}}, dynamo=False
+    )
     test_images = load_dataset("npz", data).test.images
     with torch.no_grad():
         expected = torch.softmax(model((test_images.float() / 255 - 0.5) / 0.5), dim=1).numpy()
 
     out = tmp_path / "probs.npy"
-    args = ["label", "--teacher", str(onnx_path), "--data", str(data), "--split", "test", "--out", str(out), "--no-progress"]
+    args = [
+        "label",
+        "--teacher",
+        str(onnx_path),
+        "--data",
+        str(data),
+        "--split",
+        "test",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main([*args, "--option", "mean=0.5", "--option", "std=0.5", "--batch-size", "32"]) == 0
     np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
 
@@ -64,11 +79,24 @@ def test_label_with_an_onnx_teacher_and_label_only(tmp_path: Path, capsys: pytes
     capsys.readouterr()
 
 
-def test_budget_stops_with_a_clear_error_and_a_rerun_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_budget_stops_with_a_clear_error_and_a_rerun_resumes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     data = write_blobs_npz(tmp_path / "blobs.npz")
     np.save(tmp_path / "given.npy", predictions())
     out = tmp_path / "probs.npy"
-    args = ["label", "--teacher", str(tmp_path / "given.npy"), "--data", f"npz:{data}", "--out", str(out), "--no-progress", "--batch-size", "16"]
+    args = [
+        "label",
+        "--teacher",
+        str(tmp_path / "given.npy"),
+        "--data",
+        f"npz:{data}",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--batch-size",
+        "16",
+    ]
     assert main([*args, "--budget", "50"]) == 2
     err = one_error_line(capsys)
     assert "query budget of 50 samples reached: 50 of 240 images labelled" in err and not out.exists()
@@ -89,7 +117,9 @@ def test_budget_stops_with_a_clear_error_and_a_rerun_resumes(tmp_path: Path, cap
         (["--teacher", "{given}", "--batch-size", "0"], "--batch-size: must be at least 1"),
     ],
 )
-def test_bad_input_is_one_error_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str) -> None:
+def test_bad_input_is_one_error_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], message: str
+) -> None:
     data = write_blobs_npz(tmp_path / "blobs.npz")
     np.save(tmp_path / "given.npy", predictions())
     np.save(tmp_path / "short.npy", predictions(100))
@@ -103,11 +133,13 @@ def test_bad_input_is_one_error_line_and_exit_2(tmp_path: Path, capsys: pytest.C
 
 
 # Issue 12, item 3: an output that cannot be written fails before a single image is labelled.
-def test_label_checks_out_before_labelling(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_label_checks_out_before_labelling(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_labelling(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("labelled before checking --out")
 
-    monkeypatch.setattr("deepmimic.labeling_job.label_dataset_sharded", no_labelling)
+    monkeypatch.setattr("deepmimic.labelling.black_box_job.label_dataset_sharded", no_labelling)
     data = write_blobs_npz(tmp_path / "blobs.npz")
     np.save(tmp_path / "given.npy", predictions())
     (tmp_path / "taken").mkdir()

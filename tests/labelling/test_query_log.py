@@ -10,8 +10,8 @@ import pytest
 import torch
 
 from deepmimic.errors import TeacherError
-from deepmimic.labeling_job import label_dataset
-from deepmimic.teachers.query_log import QueryLog, fingerprint_images, read_query_log
+from deepmimic.labelling.black_box_job import label_dataset
+from deepmimic.labelling.query_log import QueryLog, fingerprint_images, read_query_log
 
 K = 3
 N = 20
@@ -92,7 +92,9 @@ def test_a_log_of_another_job_or_not_a_log_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "q.log"
     with open_log(path) as log:
         log.append(*batch([1]))
-    with pytest.raises(TeacherError, match=r"belongs to another labelling job \(source='fake'; this job has source='other'\)"):
+    with pytest.raises(
+        TeacherError, match=r"belongs to another labelling job \(source='fake'; this job has source='other'\)"
+    ):
         open_log(path, source="other")
     with pytest.raises(TeacherError, match="belongs to another labelling job"):
         open_log(path, fingerprint="xyz")
@@ -102,9 +104,8 @@ def test_a_log_of_another_job_or_not_a_log_is_refused(tmp_path: Path) -> None:
 
 
 def test_one_writer_at_a_time(tmp_path: Path) -> None:
-    with open_log(tmp_path / "q.log"):
-        with pytest.raises(TeacherError, match="in use by another labelling process"):
-            open_log(tmp_path / "q.log")
+    with open_log(tmp_path / "q.log"), pytest.raises(TeacherError, match="in use by another labelling process"):
+        open_log(tmp_path / "q.log")
 
 
 class CountingLabeler:
@@ -171,7 +172,11 @@ def test_a_failing_teacher_keeps_what_was_answered(tmp_path: Path) -> None:
                 raise TeacherError("counting: the service is down")
             return super().label_batch(images)
 
-    with pytest.raises(TeacherError, match=r"the service is down \(4 of 20 rows answered so far are kept in .*p\.npy\.querylog; run again to resume\)"):
+    with pytest.raises(
+        TeacherError,
+        match=r"the service is down \(4 of 20 rows answered so far are kept in "
+        r".*p\.npy\.querylog; run again to resume\)",
+    ):
         label_dataset(Failing(), row_images(), tmp_path / "p.npy", batch_size=4, progress=False)
 
 
@@ -185,7 +190,7 @@ def test_an_empty_log_of_another_job_is_simply_replaced(tmp_path: Path) -> None:
 
 
 def test_a_log_with_no_answer_is_removed_on_close_and_one_with_answers_is_kept(tmp_path: Path) -> None:
-    from deepmimic.teachers.query_log import QueryLog  # noqa: PLC0415
+    from deepmimic.labelling.query_log import QueryLog  # noqa: PLC0415
 
     path = tmp_path / "q.log"
     with QueryLog(path, source="t", num_classes=2, num_rows=3):
@@ -200,7 +205,7 @@ def test_a_log_with_no_answer_is_removed_on_close_and_one_with_answers_is_kept(t
 
 
 def test_exclusive_creation_never_replaces_another_jobs_log(tmp_path: Path) -> None:
-    from deepmimic.teachers.query_log import QueryLog  # noqa: PLC0415
+    from deepmimic.labelling.query_log import QueryLog  # noqa: PLC0415
 
     path = tmp_path / "q.log"
     with QueryLog(path, source="t", num_classes=2, num_rows=3) as log:
@@ -211,7 +216,7 @@ def test_exclusive_creation_never_replaces_another_jobs_log(tmp_path: Path) -> N
 
 
 def test_read_answers_of_a_removed_empty_log_is_empty(tmp_path: Path) -> None:
-    from deepmimic.labeling_job import read_answers  # noqa: PLC0415
+    from deepmimic.labelling.black_box_job import read_answers  # noqa: PLC0415
 
     rows, probs = read_answers({"log": str(tmp_path / "gone.querylog"), "rows": 5, "num_classes": 3})
     assert rows.shape == (0,) and probs.shape == (0, 3)

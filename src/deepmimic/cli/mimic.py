@@ -1,0 +1,141 @@
+"""``deepmimic mimic``: copy a teacher you can only query into a student, in one command.
+
+    deepmimic mimic --teacher SPEC --data SPEC --student MODEL [--out DIR] [--label-only]
+                    [--budget N] [--subset N] [--epochs N] [--method NAME] [--method-option KEY=VALUE ...]
+
+The flags build a :class:`deepmimic.pipelines.mimic_config.MimicConfig` (the same keys run
+from YAML with ``deepmimic run``, ``pipeline: mimic``); see :mod:`deepmimic.pipelines.mimic`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from deepmimic.cli.options import command_line, parse_options, parse_yaml_options, positive_float, positive_int
+
+
+def _cmd_mimic(args: argparse.Namespace) -> int:
+    from deepmimic import distributed
+    from deepmimic.config import validate_config
+    from deepmimic.pipelines.mimic_config import MimicConfig
+    from deepmimic.pipelines.registry import pipeline_of
+    from deepmimic.report.build import build_report
+
+    raw = {
+        "output_dir": args.out,
+        "teacher": args.teacher,
+        "teacher_options": parse_options(args.option),
+        "data": args.data,
+        "student": args.student,
+        "student_options": parse_yaml_options(args.student_option, "--student-option"),
+        "method": args.method,
+        "method_options": parse_yaml_options(args.method_option, "--method-option"),
+        "label_only": args.label_only,
+        "compare_label_only": args.compare_label_only,
+        "budget": args.budget,
+        "subset": args.subset,
+        "evaluate_test": not args.no_test,
+        "train": {
+            "epochs": args.epochs,
+            "batch_size": args.batch_size,
+            "optimizer": args.optimizer,
+            "lr": args.lr,
+            "seed": args.seed,
+        },
+    }
+    config = validate_config(MimicConfig, raw, source="deepmimic mimic")
+    pipeline = pipeline_of(config)
+    with distributed.process_group(config.train.device):  # torchrun: shard labelling, train data-parallel
+        results = pipeline.run(
+            config, resume=args.resume, progress=False if args.no_progress else None, command=command_line(args)
+        )
+        if not distributed.is_main():
+            return 0
+    report = build_report(args.out)
+    queries = results["queries"]
+    print()
+    print(pipeline.view.text_table(results))
+    print(
+        f"\nqueries sent to the teacher: {queries['total_sent']} "
+        f"({queries['unlabelled']['labeled']} unlabelled images labelled"
+        + (f", {queries['test']['labeled']} test images" if queries["test"] else "")
+        + ")"
+    )
+    print(f"results: {Path(args.out) / 'results.json'}  (wall time {results['wall_time_s']:.1f} s)")
+    print(f"report:  {report['report.html']}")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Add the ``mimic`` command to the ``deepmimic`` parser's subcommands."""
+    p = sub.add_parser(
+        "mimic",
+        help="copy a teacher you can only query (run folder, ONNX, URL, predictions file) into a student",
+        description="Label the unlabelled images through the teacher (resumable query log), train the student on the "
+        "answers, measure the teacher's and student's accuracy and agreement on the test split, write a report.",
+    )
+    p.add_argument(
+        "--teacher",
+        required=True,
+        metavar="SPEC",
+        help="trained stage folder, .onnx file, http(s):// URL or .npy/.csv predictions",
+    )
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="SPEC",
+        help="NAME or NAME:ROOT, e.g. mnist:../shared/data/mnist; its train split is the unlabelled set",
+    )
+    p.add_argument(
+        "--student", required=True, metavar="MODEL", help="model preset (deepmimic models) or architecture notation"
+    )
+    p.add_argument("--out", default="runs/mimic", help="output folder")
+    p.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="teacher option, e.g. layout=nhwc (repeatable; see deepmimic label)",
+    )
+    p.add_argument(
+        "--student-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="model option, e.g. conv_channels=16 (repeatable)",
+    )
+    p.add_argument(
+        "--method",
+        default="soft_label",
+        metavar="NAME",
+        help="how the student learns from the answers (default soft_label; "
+        "any method that needs only the teacher's probabilities, e.g. kd)",
+    )
+    p.add_argument(
+        "--method-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="method option, e.g. temperature=4 (repeatable; checked against the method)",
+    )
+    p.add_argument(
+        "--label-only", action="store_true", help="use only the teacher's top-1 class (the defended setting)"
+    )
+    p.add_argument(
+        "--compare-label-only",
+        action="store_true",
+        help="also train a student on the top-1 class of the same answers (no extra queries): the report shows the gap",
+    )
+    p.add_argument("--budget", type=positive_int, default=None, help="most unlabelled images to send to the teacher")
+    p.add_argument("--subset", type=positive_int, default=None, help="a random subset of the unlabelled images")
+    p.add_argument("--no-test", action="store_true", help="do not query the teacher on the test split")
+    p.add_argument("--epochs", type=positive_int, default=10)
+    p.add_argument("--batch-size", type=positive_int, default=64)
+    p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
+    p.add_argument("--lr", type=positive_float, default=0.05)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the students' training from their checkpoints (labelling always resumes from the query log)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="plain per-epoch lines")
+    p.set_defaults(func=_cmd_mimic, distributed=True)

@@ -1,0 +1,63 @@
+"""What ``deepmimic reproduce`` takes (:class:`SweepOptions`), the datasets' ladders, and the checks on both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from deepmimic.errors import ConfigError
+from deepmimic.experiments.recipes import RECIPES
+
+# dataset name -> (data name, folder under --data-dir, preset prefix, student letters)
+LADDERS = {
+    "mnist": ("mnist", "mnist", "mnist", "ab"),
+    "cifar10": ("cifar10", "cifar-10-batches-bin", "cifar10", "abc"),
+    "tinyimagenet": ("tiny-imagenet", "tiny-imagenet", "tinyimagenet", "abc"),
+}
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """What ``deepmimic reproduce`` takes: where the data is, how big, how long, how often."""
+
+    data_dir: str = "../shared/data"
+    out: str = "runs/reproduce"
+    epochs: int | None = None  # mentor epochs; None: the recipe's (experiments/recipes.py), or a config's own
+    student_epochs: int | None = None  # None: the same as the mentor (the paper's recipe)
+    optimizer: str | None = None  # None: the recipe's (SGD)
+    lr: float | None = None  # None: the recipe's
+    subset: int | None = None  # stratified training subset
+    test_subset: int | None = None
+    seeds: int = 1
+    dataset: str = "cifar10"  # for the sweeps (split-ratio, unbalanced-removal, out-of-domain)
+    students: str | None = None  # student letters, e.g. "ab"; default: the whole ladder, "a" for sweeps
+    one_hot: bool = True  # ladders: also train each student on the true labels of the same 80%
+    resume: bool = False  # reuse finished points, continue interrupted ones from their checkpoints
+    command: str | None = None  # the command line, recorded in the summary and reports
+    data_name: str | None = None  # override the reader (e.g. "npz" for tests)
+    data_root: str | None = None  # override the path (file or folder)
+    pool: str | None = None  # override the out-of-domain pool path
+    model_options: dict[str, Any] | None = None  # override every model's widths (tests use tiny models)
+
+
+def mentor_epochs(opts: SweepOptions, dataset: str) -> int:
+    """``--epochs``, else the recipe's (the paper's where it gives them)."""
+    return opts.epochs or RECIPES[dataset].epochs
+
+
+def student_epochs(opts: SweepOptions, dataset: str) -> int:
+    """``--student-epochs``, else the mentor's: the paper trains every model for as long."""
+    return opts.student_epochs or mentor_epochs(opts, dataset)
+
+
+def check_options(opts: SweepOptions) -> None:
+    """Refuse values the command line's types would have refused (the API takes them unchecked)."""
+    if opts.seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {opts.seeds}")
+    for flag, value in (("--epochs", opts.epochs), ("--student-epochs", opts.student_epochs)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    if opts.optimizer is not None and opts.optimizer not in ("sgd", "adam"):
+        raise ConfigError(f"--optimizer must be sgd or adam, got '{opts.optimizer}'")
+    if opts.lr is not None and not opts.lr > 0:
+        raise ConfigError(f"--lr must be > 0, got {opts.lr}")
