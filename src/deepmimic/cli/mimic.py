@@ -41,6 +41,11 @@ def _cmd_mimic(args: argparse.Namespace) -> int:
             "batch_size": args.batch_size,
             "optimizer": args.optimizer,
             "lr": args.lr,
+            "momentum": args.momentum,
+            "weight_decay": args.weight_decay,
+            "schedule": args.schedule,
+            "augment": args.augment,
+            "eval_every": args.eval_every,
             "seed": args.seed,
         },
     }
@@ -131,6 +136,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--batch-size", type=positive_int, default=64)
     p.add_argument("--optimizer", default="sgd", choices=("sgd", "adam"))
     p.add_argument("--lr", type=positive_float, default=0.05)
+    p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
+    p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
+    p.add_argument("--schedule", default="cosine", choices=("constant", "step", "multistep", "cosine"), help="learning-rate schedule (default cosine)")
+    p.add_argument(
+        "--augment",
+        default="none",
+        choices=("none", "crop-flip"),
+        help="random crops and flips of the student's images; each view keeps the soft label the teacher gave the "
+        "original image (the teacher is asked once per image), which assumes its answer barely changes under a small "
+        "shift or a mirror",
+    )
+    p.add_argument("--eval-every", type=positive_int, default=1, help="evaluate on the test set every N epochs (and at the end)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--resume",

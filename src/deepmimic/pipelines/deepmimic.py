@@ -8,6 +8,7 @@ evaluate mentor and students on the real test set -> results.json and table.md.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,11 +44,12 @@ from deepmimic.methods.base import Method
 from deepmimic.methods.registry import create_method
 from deepmimic.models import count_macs, count_parameters, create_model
 from deepmimic.models.description import ModelDescription
-from deepmimic.pipelines.deepmimic_config import PipelineConfig
+from deepmimic.pipelines.deepmimic_config import MentorStage, PipelineConfig
 from deepmimic.pipelines.deepmimic_view import DeepMimicView
 from deepmimic.pipelines.resume_guard import Stage, check_resume, clear_stages, data_record, record_inputs, train_record
 from deepmimic.teachers.cached import CachedTeacher
 from deepmimic.teachers.module import ModuleTeacher
+from deepmimic.teachers.pretrained import Renormalized, load_pretrained
 
 
 @dataclass(frozen=True)
@@ -89,18 +91,45 @@ def _build(stage: ModelStage, data: PreparedData) -> torch.nn.Module:
     return create_model(stage.model, data.test.in_shape, data.test.num_classes, **stage.model_options)
 
 
+def _load_pretrained_mentor(mentor: MentorStage, data: PreparedData) -> torch.nn.Module:
+    """A pretrained mentor, fed the pipeline's normalised batches (:class:`Renormalized`), frozen, in eval mode."""
+    options = {k: str(v) for k, v in mentor.pretrained_options.items()}
+    loaded = load_pretrained(str(mentor.pretrained), options)
+    test = data.test
+    if loaded.num_classes != test.num_classes:
+        raise ConfigError(
+            f"mentor.pretrained '{mentor.pretrained}' answers for {loaded.num_classes} classes, "
+            f"the data has {test.num_classes}"
+        )
+    if loaded.in_shape is not None and tuple(loaded.in_shape) != tuple(test.in_shape):
+        raise ConfigError(
+            f"mentor.pretrained '{mentor.pretrained}' expects images {loaded.in_shape}, the data has {test.in_shape}"
+        )
+    model = Renormalized(loaded.model, data.normalizer, loaded.normalizer).eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _mentor_model(mentor: MentorStage, data: PreparedData) -> torch.nn.Module:
+    """The mentor network: built fresh from its seed (trained next), or pretrained (used as it is)."""
+    return _load_pretrained_mentor(mentor, data) if mentor.pretrained else _build(mentor, data)
+
+
 def _model_info(stage: ModelStage, model: torch.nn.Module, in_shape: tuple[int, int, int]) -> dict[str, Any]:
+    pretrained = getattr(stage, "pretrained", None)
+    name = stage.model or pretrained
     info = {
         "name": stage.name,
-        "model": stage.model,
-        "architecture": getattr(model, "notation", stage.model),
-        "method": stage.method,
+        "model": name,
+        "architecture": getattr(getattr(model, "model", model), "notation", None) or name,
+        "method": "pretrained" if pretrained else stage.method,
         "parameters": count_parameters(model),
         "macs": count_macs(model, in_shape),
     }
     print(
         f"[model] {stage.name}: {info['architecture']}, {info['parameters']:,} parameters, "
-        f"{info['macs']:,} MACs per image, method {stage.method}",
+        f"{info['macs']:,} MACs per image, method {info['method']}",
         flush=True,
     )
     return info
@@ -108,6 +137,10 @@ def _model_info(stage: ModelStage, model: torch.nn.Module, in_shape: tuple[int, 
 
 def _stage_record(stage: ModelStage) -> dict[str, Any]:
     """Model, method, targets and the training settings that change what a stage computes."""
+    pretrained = getattr(stage, "pretrained", None)
+    if pretrained:  # used as it is: what it is and the bytes it was read from
+        options = stage.pretrained_options  # type: ignore[attr-defined]
+        return {"pretrained": pretrained, "pretrained_options": options, "file": _file_digest(pretrained)}
     return {
         "model": stage.model,
         "model_options": stage.model_options,
@@ -116,6 +149,18 @@ def _stage_record(stage: ModelStage) -> dict[str, Any]:
         "teacher": stage.teacher,
         "train": train_record(stage.train),
     }
+
+
+def _file_digest(spec: str) -> str | None:
+    """SHA-256 of the file a pretrained spec reads (``ARCH:PATH``, ``.ts``, ``.pt2``), or None for an entry point."""
+    path = Path(spec.partition(":")[2] if ":" in spec and not Path(spec).is_file() else spec).expanduser()
+    if not path.is_file():
+        return None
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def stage_plan(config: PipelineConfig, data: PreparedData) -> list[Stage]:
@@ -128,7 +173,11 @@ def stage_plan(config: PipelineConfig, data: PreparedData) -> list[Stage]:
         "split": {"labeled_fraction": split["labeled_fraction"], "seed": split["seed"]},
         **_stage_record(config.mentor),
     }
-    stages = [Stage(config.mentor.name, out / "mentor", mentor_inputs, epochs=config.mentor.train.epochs)]
+    pretrained = config.mentor.pretrained is not None
+    # A pretrained mentor is not trained here: no stage folder; the students record what it was.
+    mentor_stage = Stage(config.mentor.name, out / "mentor", mentor_inputs, epochs=config.mentor.train.epochs)
+    stages = [] if pretrained else [mentor_stage]
+    mentor_record = mentor_inputs if pretrained else {**mentor_inputs, "epochs": config.mentor.train.epochs}
     students = {**record, "student_images": fingerprint(data.student_images.images)}
     for stage in config.students:
         inputs = {
@@ -136,14 +185,14 @@ def stage_plan(config: PipelineConfig, data: PreparedData) -> list[Stage]:
             "split": split,
             **_stage_record(stage),
             # The soft labels come from the mentor: a mentor trained differently (or longer) makes them stale.
-            "mentor": {**mentor_inputs, "epochs": config.mentor.train.epochs},
+            "mentor": mentor_record,
         }
         stages.append(
             Stage(
                 stage.name,
                 out / "students" / slugify(stage.name),
                 inputs,
-                depends_on=(config.mentor.name,),
+                depends_on=() if pretrained else (config.mentor.name,),
                 epochs=stage.train.epochs,
             )
         )
@@ -155,10 +204,11 @@ def validate_stages(config: PipelineConfig, data: PreparedData) -> None:
 
     The objects are thrown away; training builds them again from their seeds.
     """
-    mentor = _build(config.mentor, data)
-    mentor_method = create_method(config.mentor.method, mentor, **config.mentor.method_options)
-    mentor_set = TrainingSet(data.split.labeled.images, {"labels": data.split.labeled.labels}, name="mentor")
-    check_fit(mentor_method, mentor_set, config.mentor.train)
+    mentor = _mentor_model(config.mentor, data)
+    if not config.mentor.pretrained:
+        mentor_method = create_method(config.mentor.method, mentor, **config.mentor.method_options)
+        mentor_set = TrainingSet(data.split.labeled.images, {"labels": data.split.labeled.labels}, name="mentor")
+        check_fit(mentor_method, mentor_set, config.mentor.train)
     k = data.test.num_classes
     placeholder = CachedTeacher(torch.full((len(data.student_images), k), 1.0 / k), source="soft-label cache")
     online = ModuleTeacher(mentor, k)
@@ -214,27 +264,32 @@ def run_pipeline(
         flush=True,
     )
 
-    # 1. Mentor: supervised on the labelled part.
-    mentor = _build(config.mentor, data)
+    # 1. Mentor: supervised on the labelled part (or a pretrained model, used as it is).
+    mentor = _mentor_model(config.mentor, data)
     mentor_info = _model_info(config.mentor, mentor, test.in_shape)
-    mentor_method = create_method(config.mentor.method, mentor, **config.mentor.method_options)
-    mentor_set = TrainingSet(data.split.labeled.images, {"labels": data.split.labeled.labels}, name="mentor")
-    record_inputs(plan[0])
     t0 = time.perf_counter()
-    fit(
-        mentor_method,
-        mentor_set,
-        data.normalizer,
-        config.mentor.train,
-        test=test,
-        run_dir=plan[0].run_dir,
-        resume=resume,
-        label=config.mentor.name,
-        progress=progress,
-        description=ModelDescription.for_data(
-            config.mentor.model, test, config.mentor.model_options, name=config.mentor.name, method=config.mentor.method
-        ),
-    )
+    if not config.mentor.pretrained:
+        mentor_method = create_method(config.mentor.method, mentor, **config.mentor.method_options)
+        mentor_set = TrainingSet(data.split.labeled.images, {"labels": data.split.labeled.labels}, name="mentor")
+        record_inputs(plan[0])
+        fit(
+            mentor_method,
+            mentor_set,
+            data.normalizer,
+            config.mentor.train,
+            test=test,
+            run_dir=plan[0].run_dir,
+            resume=resume,
+            label=config.mentor.name,
+            progress=progress,
+            description=ModelDescription.for_data(
+                str(config.mentor.model),
+                test,
+                config.mentor.model_options,
+                name=config.mentor.name,
+                method=config.mentor.method,
+            ),
+        )
     mentor_time = time.perf_counter() - t0
     mentor_eval = evaluate(mentor, test.images, test.labels, data.normalizer, device)
 
@@ -274,7 +329,7 @@ def run_pipeline(
             **mentor_info,
             **mentor_eval.summary(),
             "train_time_s": mentor_time,
-            "epochs": config.mentor.train.epochs,
+            "epochs": 0 if config.mentor.pretrained else config.mentor.train.epochs,
             "confusion": confusion_matrix(test.labels, mentor_eval.predictions, test.num_classes).tolist(),
         },
         "soft_labels": {"key": key, "cached": was_cached, "time_s": label_time},
@@ -284,7 +339,7 @@ def run_pipeline(
     # 3. Students: soft labels only; labels never enter this training set, except for a
     # student whose method asks for them: the paper's one-hot baseline on the same 80%.
     picked: dict[str, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
-    for stage, planned in zip(config.students, plan[1:]):
+    for stage, planned in zip(config.students, plan[len(plan) - len(config.students) :]):
         student = _build(stage, data)
         student_info = _model_info(stage, student, test.in_shape)
         method = _student_method(stage, student, cached_teacher, teacher)

@@ -5,12 +5,46 @@ from __future__ import annotations
 import copy
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_serializer, model_validator
 
 from deepmimic.config_schema import DataConfig, ModelStage, PaperReference, SplitConfig
 from deepmimic.engine.settings import StrictModel
 from deepmimic.errors import ConfigError
 from deepmimic.pipelines.variation import Variation, shifted_seed
+
+
+class MentorStage(ModelStage):
+    """The mentor: trained on the labelled part (``model``, ``method: supervised``), or a
+    pretrained model you already have, used as it is (``pretrained``: a teacher spec of
+    :mod:`deepmimic.teachers.pretrained`, e.g. ``resnet20:resnet20.th``, with
+    ``pretrained_options`` such as its input ``mean`` and ``std``). A pretrained mentor is a
+    white-box teacher: students may use its logits, input gradients and feature maps (layer
+    names under ``model.``, e.g. ``model.layer3``).
+    """
+
+    model: str | None = None  # type: ignore[assignment]
+    method: str = "supervised"
+    pretrained: str | None = None
+    pretrained_options: dict[str, str | int | float] = Field(default_factory=dict)  # teacher options, e.g. mean, std
+
+    @model_validator(mode="after")
+    def _trained_or_pretrained(self) -> MentorStage:
+        if (self.model is None) == (self.pretrained is None):
+            raise ValueError("mentor needs exactly one of 'model' (trained here) or 'pretrained' (used as it is)")
+        if self.model is not None and self.method != "supervised":
+            raise ValueError("mentor.method must be 'supervised' (the mentor learns from the labelled part)")
+        if self.pretrained is None and self.pretrained_options:
+            raise ValueError("mentor.pretrained_options needs mentor.pretrained")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unused(self, handler: Any) -> dict[str, Any]:
+        """A trained mentor's dump has no pretrained keys (config.yaml and resume records stay as before)."""
+        dump: dict[str, Any] = handler(self)
+        if self.pretrained is None:
+            dump.pop("pretrained", None)
+            dump.pop("pretrained_options", None)
+        return dump
 
 
 class PipelineConfig(StrictModel):
@@ -22,7 +56,7 @@ class PipelineConfig(StrictModel):
     cache_dir: str | None = None  # default: <output_dir>/soft-label-cache
     data: DataConfig = Field(default_factory=DataConfig)
     split: SplitConfig = Field(default_factory=SplitConfig)
-    mentor: ModelStage
+    mentor: MentorStage
     students: list[ModelStage] = Field(min_length=1)
     paper: PaperReference | None = None
 
@@ -34,12 +68,6 @@ class PipelineConfig(StrictModel):
         if duplicates:
             raise ValueError(f"student names must be unique, repeated: {', '.join(duplicates)}")
         return students
-
-    @model_validator(mode="after")
-    def _mentor_is_supervised(self) -> PipelineConfig:
-        if self.mentor.method != "supervised":
-            raise ValueError("mentor.method must be 'supervised' (the mentor learns from the labelled part)")
-        return self
 
 
 def merge_train_defaults(raw: dict[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,9 @@ spec                       teacher
 ``http(s)://host/path``    :class:`~deepmimic.teachers.http_teacher.HttpTeacher`
 ``probs.npy``/``.csv``     :class:`~deepmimic.teachers.predictions_teacher.PredictionsTeacher`
 a directory                a trained deepmimic model (``deepmimic.models.bundle.load_trained``)
+``ARCH:CHECKPOINT``,       a pretrained PyTorch model you already have
+``.ts``, ``.pt2``,         (:mod:`deepmimic.teachers.pretrained`; options ``mean``, ``std``,
+``module:factory``         ``num_classes``, ``in_shape``, ``rename``, ``weights``)
 =========================  =======================================================
 
 Options are strings (``--option KEY=VALUE`` on the command line); each kind accepts its
@@ -26,6 +29,8 @@ import torch
 from deepmimic.errors import TeacherError
 from deepmimic.teachers.blackbox import ImageLabeler, check_images
 from deepmimic.teachers.label_only import LabelOnlyTeacher
+from deepmimic.teachers.pretrained import OPTIONS as PRETRAINED_OPTIONS
+from deepmimic.teachers.pretrained import load_pretrained, pretrained_kind
 
 COMMON_OPTIONS = ("label_only",)
 OPTIONS: dict[str, tuple[str, ...]] = {
@@ -43,16 +48,19 @@ OPTIONS: dict[str, tuple[str, ...]] = {
     ),
     "predictions": ("atol",),
     "model": (),
+    "pretrained": PRETRAINED_OPTIONS,
 }
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
 
 def teacher_kind(spec: str) -> str:
-    """``onnx``, ``http``, ``predictions`` or ``model`` for a spec; TeacherError if none fits."""
+    """``onnx``, ``http``, ``predictions``, ``model`` or ``pretrained`` for a spec; TeacherError if none fits."""
     lowered = spec.lower()
     if lowered.startswith(("http://", "https://")):
         return "http"
+    if pretrained_kind(spec) is not None:
+        return "pretrained"
     path = Path(spec).expanduser()
     if path.is_dir():
         return "model"
@@ -63,11 +71,11 @@ def teacher_kind(spec: str) -> str:
     if not path.exists():
         raise TeacherError(
             f"teacher '{spec}': no such file or directory (expected a .onnx file, an http(s):// URL, "
-            "a .npy/.csv predictions file or a trained model directory)"
+            "a .npy/.csv predictions file, a trained model directory or ARCH:CHECKPOINT, .ts, .pt2, module:factory)"
         )
     raise TeacherError(
         f"teacher '{spec}': cannot tell what kind of teacher this is (expected a .onnx file, an http(s):// URL, "
-        "a .npy/.csv predictions file or a trained model directory)"
+        "a .npy/.csv predictions file, a trained model directory, or a pretrained model: ARCH:CHECKPOINT, .ts, .pt2, module:factory)"
     )
 
 
@@ -129,7 +137,7 @@ class _Options:
 
 
 class TrainedModelLabeler:
-    """A trained deepmimic model (from a run directory) as an :class:`ImageLabeler`.
+    """A trained deepmimic model (from a run directory) or a pretrained model as an :class:`ImageLabeler`.
 
     uint8 images (B, C, H, W) -> the model's normaliser -> logits (B, K) -> softmax.
     """
@@ -140,7 +148,7 @@ class TrainedModelLabeler:
         self.num_classes = int(bundle.num_classes)
         in_shape = getattr(bundle, "in_shape", None)
         self.in_shape = tuple(int(d) for d in in_shape) if in_shape is not None else None
-        self.source = str(getattr(bundle, "name", None) or Path(path).name)
+        self.source = str(getattr(bundle, "name", None) or getattr(bundle, "source", None) or Path(path).name)
         self.device = next((p.device for p in self.model.parameters()), torch.device("cpu"))
 
     @torch.no_grad()
@@ -211,6 +219,9 @@ def _open(
                 spec, images=images, num_rows=total_rows, rows=rows, atol=opts.number("atol", 1e-3, above=0)
             )  # type: ignore[arg-type]
         return PredictionsTeacher(spec, images=images, atol=opts.number("atol", 1e-3, above=0))  # type: ignore[arg-type]
+    if kind == "pretrained":
+        own = {k: v for k, v in opts.values.items() if k not in COMMON_OPTIONS}
+        return TrainedModelLabeler(load_pretrained(spec, own), spec)
     return _open_model_dir(spec)
 
 
