@@ -1,4 +1,6 @@
-"""A pretrained PyTorch model you already have, as a teacher: checkpoint, TorchScript, ``torch.export``, or your own factory.
+"""A pretrained PyTorch model you already have, as a teacher.
+
+A checkpoint, TorchScript, ``torch.export``, or your own factory:
 
 ==================================  ============================================================
 spec                                what is loaded
@@ -68,7 +70,7 @@ class PretrainedModel:
 
 
 def pretrained_kind(spec: str) -> str | None:
-    """``checkpoint``, ``torchscript``, ``export`` or ``entry_point`` when ``spec`` names a pretrained model, else None."""
+    """``checkpoint``, ``torchscript``, ``export`` or ``entry_point`` for a pretrained model spec, else None."""
     lowered = spec.lower()
     if lowered.startswith(("http://", "https://")):
         return None
@@ -92,7 +94,9 @@ def _floats(options: Mapping[str, str], key: str) -> tuple[float, ...] | None:
     try:
         return tuple(float(v) for v in options[key].split(","))
     except ValueError:
-        raise TeacherError(f"pretrained teacher option {key} expects numbers separated by commas, got '{options[key]}'") from None
+        raise TeacherError(
+            f"pretrained teacher option {key} expects numbers separated by commas, got '{options[key]}'"
+        ) from None
 
 
 def _integer(options: Mapping[str, str], key: str) -> int | None:
@@ -112,7 +116,9 @@ def _in_shape(options: Mapping[str, str]) -> tuple[int, int, int] | None:
     if shape is None:
         return None
     if len(shape) != 3 or any(d < 1 or d != int(d) for d in shape):
-        raise TeacherError(f"pretrained teacher option in_shape expects C,H,W (e.g. 3,32,32), got '{options['in_shape']}'")
+        raise TeacherError(
+            f"pretrained teacher option in_shape expects C,H,W (e.g. 3,32,32), got '{options['in_shape']}'"
+        )
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
@@ -127,7 +133,7 @@ def _renames(options: Mapping[str, str]) -> list[tuple[str, str]]:
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file, loaded safely; nested ``state_dict``/``model`` and ``module.`` are unwrapped."""
+    """A checkpoint file's tensors, loaded safely; nested ``state_dict``/``model`` and ``module.`` are unwrapped."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise TeacherError(f"{path}: no such checkpoint file")
@@ -155,12 +161,21 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             raise TeacherError(f"{path}: not a readable PyTorch checkpoint ({type(exc).__name__})") from None
     for _ in range(3):  # {"state_dict": {...}} / {"model": {...}}, possibly nested once more
         if isinstance(payload, Mapping) and not any(isinstance(v, torch.Tensor) for v in payload.values()):
-            inner = next((payload[k] for k in ("state_dict", "model", "model_state_dict") if isinstance(payload.get(k), Mapping)), None)
+            inner = next(
+                (
+                    payload[k]
+                    for k in ("state_dict", "model", "model_state_dict")
+                    if isinstance(payload.get(k), Mapping)
+                ),
+                None,
+            )
             if inner is None:
                 break
             payload = inner
     if not isinstance(payload, Mapping):
-        raise TeacherError(f"{path}: expected a state_dict (a mapping of names to tensors), got {type(payload).__name__}")
+        raise TeacherError(
+            f"{path}: expected a state_dict (a mapping of names to tensors), got {type(payload).__name__}"
+        )
     tensors = {str(k): v for k, v in payload.items() if isinstance(v, torch.Tensor)}
     if not tensors:
         raise TeacherError(f"{path}: holds no tensors (expected a state_dict)")
@@ -197,8 +212,8 @@ def match_state_dict(
     if renames:
         missing, extra = sorted(set(required) - set(renamed)), sorted(set(renamed) - set(expected))
         raise TeacherError(
-            f"{source}: after renaming, the checkpoint does not fit the model: missing {', '.join(missing[:4]) or '-'}; "
-            f"unexpected {', '.join(extra[:4]) or '-'}"
+            f"{source}: after renaming, the checkpoint does not fit the model: "
+            f"missing {', '.join(missing[:4]) or '-'}; unexpected {', '.join(extra[:4]) or '-'}"
         )
     # Structural match: same order, same shapes, every tensor once.
     ours = [k for k in expected if k not in optional]
@@ -206,15 +221,17 @@ def match_state_dict(
     if len(ours) != len(theirs):
         raise TeacherError(
             f"{source}: the checkpoint's {len(theirs)} tensors do not fit the model's {len(ours)} "
-            f"(names differ too: e.g. '{next(iter(set(theirs) - set(ours)), '-')}' vs '{next(iter(set(ours) - set(theirs)), '-')}'); "
+            f"(missing: {', '.join(sorted(set(ours) - set(theirs))[:3]) or '-'}; "
+            f"not in the model: {', '.join(sorted(set(theirs) - set(ours))[:3]) or '-'}); "
             "check the architecture, or pass rename=OLD=NEW,..."
         )
     misfits = [(a, b) for a, b in zip(ours, theirs) if tuple(expected[a].shape) != tuple(tensors[b].shape)]
     if misfits:
         a, b = misfits[0]
         raise TeacherError(
-            f"{source}: no structural match: tensor {theirs.index(b) + 1} '{b}' {tuple(tensors[b].shape)} vs the model's "
-            f"'{a}' {tuple(expected[a].shape)} ({len(misfits)} misfit(s)); check the architecture, or pass rename=OLD=NEW,..."
+            f"{source}: no structural match: tensor {theirs.index(b) + 1} '{b}' {tuple(tensors[b].shape)} "
+            f"vs the model's '{a}' {tuple(expected[a].shape)} ({len(misfits)} misfit(s)); "
+            "check the architecture, or pass rename=OLD=NEW,..."
         )
     return {a: tensors[b] for a, b in zip(ours, theirs)}, "structure"
 
@@ -247,7 +264,10 @@ def _load_entry_point(spec: str, options: Mapping[str, str]) -> tuple[nn.Module,
     factory = getattr(module, factory_name, None)
     if not callable(factory):
         raise TeacherError(f"teacher '{spec}': module '{module_name}' has no callable '{factory_name}'")
-    model = factory()
+    try:
+        model = factory()
+    except Exception as exc:  # noqa: BLE001 (the user's own code: any failure is theirs to see, in one line)
+        raise TeacherError(f"teacher '{spec}': {factory_name}() raised {type(exc).__name__}: {exc}") from None
     if not isinstance(model, nn.Module):
         raise TeacherError(f"teacher '{spec}': {factory_name}() returned {type(model).__name__}, not a torch.nn.Module")
     how = "factory"
@@ -290,10 +310,14 @@ def load_pretrained(spec: str, options: Mapping[str, str] | None = None) -> Pret
     options = dict(options or {})
     kind = pretrained_kind(spec)
     if kind is None:
-        raise TeacherError(f"teacher '{spec}': not a pretrained model spec (ARCH:CHECKPOINT, .ts, .pt2, module:factory)")
+        raise TeacherError(
+            f"teacher '{spec}': not a pretrained model spec (ARCH:CHECKPOINT, .ts, .pt2, module:factory)"
+        )
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
-        raise TeacherError(f"unknown option(s) {', '.join(unknown)} for pretrained teacher '{spec}'; known: {', '.join(OPTIONS)}")
+        raise TeacherError(
+            f"unknown option(s) {', '.join(unknown)} for pretrained teacher '{spec}'; known: {', '.join(OPTIONS)}"
+        )
     if kind == "checkpoint":
         model, how = _load_checkpoint_model(spec, options)
     elif kind == "entry_point":
@@ -306,13 +330,21 @@ def load_pretrained(spec: str, options: Mapping[str, str] | None = None) -> Pret
     mean = _floats(options, "mean") or (0.0,) * channels
     std = _floats(options, "std") or (1.0,) * channels
     if len(mean) != len(std) or (in_shape and len(mean) != in_shape[0]):
-        raise TeacherError(f"teacher '{spec}': mean and std need one value per input channel ({channels}), got {len(mean)} and {len(std)}")
+        raise TeacherError(
+            f"teacher '{spec}': mean and std need one value per input channel ({channels}), "
+            f"got {len(mean)} and {len(std)}"
+        )
     if any(s <= 0 for s in std):
         raise TeacherError(f"teacher '{spec}': std values must be above 0")
     num_classes = _integer(options, "num_classes") or _probe_classes(model, in_shape, spec)
     source = f"{spec} ({how} match)" if kind in ("checkpoint", "entry_point") and how != "factory" else spec
-    return PretrainedModel(model, Normalizer(tuple(mean), tuple(std)), num_classes,
-                           tuple(int(d) for d in in_shape) if in_shape else None, source)
+    return PretrainedModel(
+        model,
+        Normalizer(tuple(mean), tuple(std)),
+        num_classes,
+        tuple(int(d) for d in in_shape) if in_shape else None,
+        source,
+    )
 
 
 def _probe_classes(model: nn.Module, in_shape: tuple[int, ...] | None, spec: str) -> int:
@@ -325,7 +357,9 @@ def _probe_classes(model: nn.Module, in_shape: tuple[int, ...] | None, spec: str
     with torch.no_grad():
         logits = model(torch.zeros(1, *in_shape))
     if not isinstance(logits, torch.Tensor) or logits.dim() != 2:
-        raise TeacherError(f"teacher '{spec}': expected (B, K) logits from the model, got {getattr(logits, 'shape', type(logits))}")
+        raise TeacherError(
+            f"teacher '{spec}': expected (B, K) logits from the model, got {getattr(logits, 'shape', type(logits))}"
+        )
     return int(logits.shape[1])
 
 
