@@ -143,3 +143,29 @@ def test_set_values_and_exponent_floats_arrive_typed(tmp_path: Path) -> None:
 def test_overrides_of_the_wrong_shape_are_config_errors(override: str, needle: str) -> None:
     with pytest.raises(ConfigError, match=needle):
         parse_config({**MINIMAL, "train": {"epochs": 1}}, overrides=[override])
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {  # DeepMimic: a stage's own train: block loses to the flag too
+            **MINIMAL,
+            "train": {"eval_every": 7},
+            "students": [{"name": "S", "model": "m", "train": {"eval_every": 2, "epochs": 9}}],
+        },
+        {"pipeline": "feed", "data": {"name": "mnist"}, "model": "resnet8", "train": {"eval_every": 5}},
+        {"pipeline": "mimic", "teacher": "t.onnx", "data": "mnist", "student": "fc-s", "train": {"eval_every": 3}},
+    ],
+    ids=["deepmimic", "feed", "mimic"],
+)
+def test_train_overrides_reach_every_model_of_every_pipeline(raw: dict) -> None:
+    """``--eval-every`` (``train_overrides``) is set on every TrainSettings, beating per-stage values."""
+    from deepmimic.config import _train_settings
+
+    cfg = parse_config(raw, train_overrides={"eval_every": "auto"})
+    found = _train_settings(cfg)
+    assert found and all(s.eval_every == "auto" for s in found)
+    assert {s.eval_every for s in _train_settings(parse_config(raw, train_overrides={"eval_every": 4}))} == {4}
+    assert all(s.eval_every != "auto" for s in _train_settings(parse_config(raw)))  # without it: the config's own
+    with pytest.raises(ConfigError, match="eval_every"):
+        parse_config(raw, train_overrides={"eval_every": 0})

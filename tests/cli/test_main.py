@@ -45,6 +45,26 @@ def test_run_writes_a_report_and_report_rebuilds_it(tmp_path: Path, capsys: pyte
     assert "run directory not found" in capsys.readouterr().err
 
 
+def test_eval_every_flag_beats_every_stage_and_no_report_skips_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    students = tiny_config(tmp_path)["students"]
+    students[0]["train"] = {"eval_every": 1}  # a stage's own value loses to the flag
+    path = write_config(tmp_path, students=students)
+    argv = ["run", str(path), "--no-progress", "--no-report", "--eval-every", "2", "--set", "train.epochs=3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"report:  skipped (--no-report); build it with: deepmimic report {tmp_path / 'run'}" in out
+    run = tmp_path / "run"
+    assert (run / "results.json").exists() and not (run / "report.md").exists() and not (run / "report.html").exists()
+    for stage in ("mentor", "students/student-a", "students/student-b"):
+        lines = [json.loads(line) for line in (run / stage / "metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in lines if "test_accuracy" in r] == [2, 3], stage
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["students"][0]["train"]["eval_every"] == 2
+    assert main(["report", str(run)]) == 0 and (run / "report.html").exists()  # built later from the saved files
+
+
 def test_demo_runs_the_builtin_config_offline(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     one_epoch = ["mentor.train.epochs=3", "students.0.train.epochs=1", "students.1.train.epochs=1"]
     argv = ["demo", "--no-progress", "--out", str(tmp_path / "demo")]
@@ -151,6 +171,12 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
             "--budget: must be non-negative",
         ),
         (["serve", "m", "--port", "70000"], "--port: must be a port number"),
+        (["run", "c.yaml", "--eval-every", "0"], "--eval-every: expected 'auto' or an integer of at least 1, got '0'"),
+        (["reproduce", "ladder-mnist", "--eval-every", "often"], "--eval-every: expected 'auto' or an integer"),
+        (
+            ["mimic", "--teacher", "t.npy", "--data", "mnist-5k", "--student", "s", "--budget-order", "best"],
+            "--budget-order: invalid choice: 'best'",
+        ),
         (["mimic", "--teacher", "t.npy"], "the following arguments are required"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],

@@ -275,11 +275,13 @@ def test_torchrun_runs_the_feed_pipeline_and_mimic(tmp_path: Path) -> None:
         "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "device": "cpu"},
         "scratch_seeds": [0, 1],
         "ensemble_students": [{"name": "pFEED (k={k})", "method": "pfeed", "method_options": {"beta": 10.0}}],
-        "sequential": {
-            "stacks": 3,
-            "method": "factor_transfer",
-            "method_options": {"beta": 10.0, "paraphraser_epochs": 1},
-        },
+        "sequential": [
+            {
+                "stacks": 3,
+                "method": "factor_transfer",
+                "method_options": {"beta": 10.0, "paraphraser_epochs": 1},
+            }
+        ],
     }
     path = tmp_path / "feed.yaml"
     path.write_text(yaml.safe_dump(feed))

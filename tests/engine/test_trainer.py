@@ -57,8 +57,10 @@ def test_fit_learns_and_writes_metrics_checkpoint_and_weights(tmp_path: Path) ->
 def test_resume_after_interruption_matches_uninterrupted_run(tmp_path: Path) -> None:
     test = make_blobs_dataset(n_per_class=10, seed=1)
     method_a, data, norm = supervised_setup()
-    # Reference: uninterrupted. Then the same run killed during epoch 3 and resumed.
-    fit(method_a, data, norm, TrainSettings(**SETTINGS), test=test, run_dir=tmp_path / "ref", progress=False)
+    # Reference: uninterrupted. Then the same run killed during epoch 3 and resumed from the
+    # checkpoint of epoch 2 (checkpoint_seconds 0: a checkpoint after every epoch).
+    settings = TrainSettings(**SETTINGS, checkpoint_seconds=0)
+    fit(method_a, data, norm, settings, test=test, run_dir=tmp_path / "ref", progress=False)
 
     method_b, _, _ = supervised_setup()
     calls = {"n": 0}
@@ -72,15 +74,16 @@ def test_resume_after_interruption_matches_uninterrupted_run(tmp_path: Path) -> 
 
     method_b.losses = dying_losses  # type: ignore[method-assign]
     with pytest.raises(KeyboardInterrupt):
-        fit(method_b, data, norm, TrainSettings(**SETTINGS), test=test, run_dir=tmp_path / "killed", progress=False)
+        fit(method_b, data, norm, settings, test=test, run_dir=tmp_path / "killed", progress=False)
     assert len((tmp_path / "killed" / METRICS_NAME).read_text().splitlines()) == 2
+    assert load_checkpoint(tmp_path / "killed" / CHECKPOINT_NAME)["epoch"] == 2
 
-    method_c, _, _ = supervised_setup(seed=99)
+    method_c, _, _ = supervised_setup(seed=99)  # other initial weights: only the checkpoint can make it match
     resumed = fit(
         method_c,
         data,
         norm,
-        TrainSettings(**SETTINGS),
+        settings,
         test=test,
         run_dir=tmp_path / "killed",
         resume=True,
@@ -186,3 +189,112 @@ def test_resume_with_more_epochs_continues_at_the_longer_schedules_rates(tmp_pat
     long_method, _, _ = supervised_setup()
     planned = [r["lr"] for r in fit(long_method, data, norm, TrainSettings(**SETTINGS), progress=False).history]
     assert lrs[2:] == pytest.approx(planned[2:], rel=1e-12) and min(lrs) > 0
+
+
+def _epochs_with(history: list[dict], key: str) -> list[int]:
+    return [r["epoch"] for r in history if key in r]
+
+
+@pytest.mark.parametrize(
+    "epochs,eval_every,expected",
+    [
+        (12, "auto", [2, 4, 6, 8, 10, 12]),  # auto: every ceil(12 / 10) = 2 epochs
+        (4, "auto", [1, 2, 3, 4]),  # short runs: every epoch
+        (5, 3, [3, 5]),  # every 3 epochs, and always the last
+    ],
+)
+def test_evaluation_cadence(epochs: int, eval_every: int | str, expected: list[int]) -> None:
+    method, data, norm = supervised_setup()
+    test = make_blobs_dataset(n_per_class=10, seed=1)
+    settings = TrainSettings(**{**SETTINGS, "epochs": epochs, "eval_every": eval_every})
+    history = fit(method, data, norm, settings, test=test, progress=False).history
+    assert _epochs_with(history, "test_accuracy") == expected
+    assert _epochs_with(history, "test_loss") == expected
+
+
+def test_eval_subset_is_for_curve_points_and_cadence_does_not_change_training(tmp_path: Path) -> None:
+    test = make_blobs_dataset(n_per_class=10, seed=1)  # 40 rows, 4 classes
+    every, _, _ = supervised_setup()
+    sparse, data, norm = supervised_setup()
+    dense = fit(every, data, norm, TrainSettings(**{**SETTINGS, "eval_every": 1}), test=test, progress=False)
+    settings = TrainSettings(**{**SETTINGS, "eval_every": 1, "eval_subset": 12})
+    result = fit(sparse, data, norm, settings, test=test, run_dir=tmp_path, progress=False)
+    # Curve points on a fixed 12-row stratified subset, the last epoch on all 40 rows.
+    assert [r["test_rows"] for r in result.history] == [12, 12, 12, 40]
+    assert result.final["test_accuracy"] == dense.final["test_accuracy"]
+    assert result.final["test_loss"] == dense.final["test_loss"]
+    # When and on what the test set is evaluated changes nothing that is trained.
+    for (name, a), b in zip(every.state_dict().items(), sparse.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert [r["train_loss"] for r in result.history] == [r["train_loss"] for r in dense.history]
+
+
+@pytest.mark.parametrize(
+    "cadence,expected",
+    [
+        ({}, [5]),  # default: every 60 s, so a fast run writes only its last epoch
+        ({"checkpoint_seconds": 0}, [1, 2, 3, 4, 5]),
+        ({"checkpoint_every": 2, "checkpoint_seconds": 1e9}, [2, 4, 5]),
+    ],
+)
+def test_checkpoint_cadence(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cadence: dict, expected: list[int]
+) -> None:
+    import deepmimic.engine.trainer as trainer
+
+    written: list[int] = []
+    original = trainer.save_checkpoint
+
+    def recording(path: Path, state: dict) -> None:
+        written.append(state["epoch"])
+        original(path, state)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", recording)
+    method, data, norm = supervised_setup()
+    fit(method, data, norm, TrainSettings(**{**SETTINGS, "epochs": 5, **cadence}), run_dir=tmp_path, progress=False)
+    assert written == expected
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 5  # --resume of the finished stage still works
+
+
+def test_sparse_checkpoints_resume_bit_identical(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checkpoints every 3 epochs; a run that dies in epoch 5 resumes from epoch 3, trains 4-5
+    again and ends bit for bit where an uninterrupted run ends, its metrics.jsonl line for line."""
+    from safetensors.torch import load_file
+
+    import deepmimic.engine.trainer as trainer
+
+    test = make_blobs_dataset(n_per_class=10, seed=1)
+    settings = TrainSettings(**{**SETTINGS, "epochs": 6, "checkpoint_every": 3, "checkpoint_seconds": 1e9})
+    reference, data, norm = supervised_setup()
+    fit(reference, data, norm, settings, test=test, run_dir=tmp_path / "ref", progress=False)
+
+    original = trainer._train_one_epoch
+
+    def dying(*args: object, **kwargs: object) -> dict:
+        if args[7] == 5:  # the epoch argument
+            raise KeyboardInterrupt
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_train_one_epoch", dying)
+    killed, _, _ = supervised_setup()
+    with pytest.raises(KeyboardInterrupt):
+        fit(killed, data, norm, settings, test=test, run_dir=tmp_path / "killed", progress=False)
+    assert len((tmp_path / "killed" / METRICS_NAME).read_text().splitlines()) == 4
+    assert load_checkpoint(tmp_path / "killed" / CHECKPOINT_NAME)["epoch"] == 3
+    monkeypatch.setattr(trainer, "_train_one_epoch", original)
+
+    resumed, _, _ = supervised_setup(seed=99)  # other initial weights: only the checkpoint can make it match
+    fit(resumed, data, norm, settings, test=test, run_dir=tmp_path / "killed", resume=True, progress=False)
+    for (name, a), b in zip(reference.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    ours = load_file(str(tmp_path / "killed" / WEIGHTS_NAME))
+    theirs = load_file(str(tmp_path / "ref" / WEIGHTS_NAME))
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)
+
+    def results(run: str) -> list[dict]:
+        timing = ("epoch_time_s", "images_per_s")
+        lines = (tmp_path / run / METRICS_NAME).read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k not in timing} for line in lines]
+
+    assert results("killed") == results("ref")
+    assert [r["epoch"] for r in results("killed")] == [1, 2, 3, 4, 5, 6]

@@ -56,7 +56,9 @@ TINY_FEED = {
         {"name": "KD from ensemble", "method": "kd", "method_options": {"temperature": 4.0, "alpha": 1.0}},
         {"name": "pFEED (k={k})", "method": "pfeed", "method_options": {"beta": 10.0}},
     ],
-    "sequential": {"stacks": 2, "method": "factor_transfer", "method_options": {"beta": 10.0, "paraphraser_epochs": 1}},
+    "sequential": [
+        {"stacks": 2, "method": "factor_transfer", "method_options": {"beta": 10.0, "paraphraser_epochs": 1}}
+    ],
 }
 
 
@@ -103,6 +105,28 @@ def test_feed_tables_runs_the_feed_pipeline(shipped: Path) -> None:
     results = json.loads((shipped / "out" / "feed-tables" / "seed-0" / "results.json").read_text())
     assert results["rows"][0]["name"] == "Scratch (seed 0)"
     assert (shipped / "out" / "feed-tables" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_models_dir_moves_a_pretrained_teachers_file(tmp_path: Path) -> None:
+    """--models-dir replaces the ../shared/models prefix of a pretrained teacher, as --data-dir does for data."""
+    raw = {
+        **TINY_FEED,
+        "pretrained_students": [
+            {"name": "KD A", "pretrained": "resnet32:../shared/models/zoo/a.th", "method": "kd"},
+            {"name": "KD B", "pretrained": "../shared/models/b.ts", "method": "kd"},
+            {"name": "KD C", "pretrained": "resnet20:/elsewhere/c.th", "method": "kd"},
+        ],
+    }
+    opts = SweepOptions(data_dir=str(tmp_path / "data"), models_dir=str(tmp_path / "models"))
+    adjusted = config_runs._adjusted(raw, opts, 0, tmp_path / "run")
+    assert [s["pretrained"] for s in adjusted["pretrained_students"]] == [
+        f"resnet32:{tmp_path / 'models' / 'zoo' / 'a.th'}",
+        str(tmp_path / "models" / "b.ts"),
+        "resnet20:/elsewhere/c.th",
+    ]
+    assert raw["pretrained_students"][0]["pretrained"] == "resnet32:../shared/models/zoo/a.th"  # not edited in place
+    default = config_runs._adjusted(raw, SweepOptions(), 0, tmp_path / "run")
+    assert default["pretrained_students"][0]["pretrained"] == "resnet32:../shared/models/zoo/a.th"
 
 
 def test_shipped_configs_parse_and_unknown_dataset_is_refused() -> None:

@@ -274,5 +274,23 @@ def test_reproduce_command_line_reaches_the_sweep_options(
     ]
     assert main(argv) == 2 and "stop here" in capsys.readouterr().err
     assert (seen[0].epochs, seen[0].student_epochs, seen[0].optimizer, seen[0].lr) == (6, 3, "adam", 0.002)
+    assert (seen[0].eval_every, seen[0].report) == (None, True)
+    assert main([*argv, "--eval-every", "auto", "--no-report"]) == 2
+    assert (seen[1].eval_every, seen[1].report) == ("auto", False)
+    assert main([*argv, "--eval-every", "3"]) == 2 and seen[2].eval_every == 3
     assert main(["reproduce", "ladder-cifar10", "--optimizer", "rmsprop"]) == 2
     assert "invalid choice: 'rmsprop'" in capsys.readouterr().err
+
+
+def test_no_report_writes_the_summary_but_no_report_and_eval_every_reaches_every_model(tmp_path: Path) -> None:
+    opts = SweepOptions(**{**options(tmp_path).__dict__, "seeds": 1, "eval_every": 2, "report": False, "epochs": 3})
+    summary = run_experiment("ladder-mnist", opts)
+    out = tmp_path / "out" / "ladder-mnist"
+    assert (out / "summary.json").exists() and (out / "summary.md").exists()
+    assert not list(out.rglob("report.*")) and not list(out.rglob("*.png"))
+    run = out / summary["rows"][0]["runs"][0]
+    for metrics in run.rglob("metrics.jsonl"):
+        lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+        assert [r["epoch"] for r in lines if "test_accuracy" in r] == [2, 3], metrics
+    assert main(["report", str(run)]) == 0 and (run / "report.html").exists()  # built later from the saved files
+    assert main(["report", str(out)]) == 0 and (out / "report.html").exists()

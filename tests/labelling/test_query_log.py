@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from deepmimic.errors import TeacherError
-from deepmimic.labelling.black_box_job import label_dataset
+from deepmimic.labelling.black_box_job import default_log_path, label_dataset
 from deepmimic.labelling.query_log import QueryLog, fingerprint_images, read_query_log
 
 K = 3
@@ -220,3 +220,24 @@ def test_read_answers_of_a_removed_empty_log_is_empty(tmp_path: Path) -> None:
 
     rows, probs = read_answers({"log": str(tmp_path / "gone.querylog"), "rows": 5, "num_classes": 3})
     assert rows.shape == (0,) and probs.shape == (0, 3)
+
+
+def test_a_budget_in_a_given_order_resumes_with_the_same_rows(tmp_path: Path) -> None:
+    """``order``: the budget buys the first rows of a permutation; a killed job rerun with the
+    same order asks for exactly the rest of them; another order is refused."""
+    images, out = row_images(), tmp_path / "p.npy"
+    order = torch.randperm(N, generator=torch.Generator().manual_seed(3))
+    crashing = CountingLabeler(crash_after=8)
+    with pytest.raises(KeyboardInterrupt):
+        label_dataset(crashing, images, out, batch_size=4, progress=False, budget=14, order=order)
+    assert crashing.asked == order[:8].tolist()
+    rest = CountingLabeler()
+    summary = label_dataset(rest, images, out, batch_size=4, progress=False, budget=14, order=order)
+    assert rest.asked == order[8:14].tolist() and summary["labeled"] == 14 and summary["budget_exhausted"]
+    _, rows, _ = read_query_log(default_log_path(out))
+    assert sorted(rows.tolist()) == sorted(order[:14].tolist())
+    other = torch.randperm(N, generator=torch.Generator().manual_seed(4))
+    with pytest.raises(TeacherError, match="outside the first 16 of this query order"):
+        label_dataset(CountingLabeler(), images, out, batch_size=4, progress=False, budget=16, order=other)
+    with pytest.raises(TeacherError, match="permutation"):
+        label_dataset(CountingLabeler(), images, out, progress=False, order=torch.zeros(N, dtype=torch.int64))

@@ -128,3 +128,27 @@ def test_student_weights_exclude_translators_and_paraphrasers() -> None:
 def test_ft_needs_a_teacher_with_features() -> None:
     with pytest.raises(TeacherError, match="needs features"):
         FactorTransfer(TinyConvNet(0), CachedTeacher(torch.full((4, 4), 0.25)))
+
+
+def test_paraphraser_optimizer_sgd_follows_feed_and_a_bad_name_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """FEED section 5.4: the paraphraser pre-trained with SGD (momentum 0.9, weight decay 5e-4) at lr 0.1."""
+    from deepmimic.errors import ConfigError  # noqa: PLC0415
+
+    made: list[torch.optim.Optimizer] = []
+    real_sgd = torch.optim.SGD
+
+    def recording(*args: object, **kwargs: object) -> torch.optim.Optimizer:
+        made.append(real_sgd(*args, **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    monkeypatch.setattr(torch.optim, "SGD", recording)
+    teacher = ModuleTeacher(TinyConvNet(1, width=8), 4, feature_layers=["features"])
+    method = FactorTransfer(
+        TinyConvNet(0), teacher, paraphraser_epochs=1, paraphraser_optimizer="sgd", paraphraser_lr=0.1, rate=1.0
+    )
+    setup_method(method)
+    assert len(made) == 1 and made[0].defaults["lr"] == 0.1
+    assert (made[0].defaults["momentum"], made[0].defaults["weight_decay"]) == (0.9, 5e-4)
+    assert next(iter(method.translators.values())).net[-3].out_channels == 8  # rate k = 1: as many channels
+    with pytest.raises(ConfigError, match="paraphraser_optimizer must be one of adam, sgd, got 'rmsprop'"):
+        FactorTransfer(TinyConvNet(0), teacher, paraphraser_optimizer="rmsprop")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from deepmimic.config import parse_config
-from deepmimic.errors import ConfigError
+from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.methods import FactorTransfer, KnowledgeDistillation, Method, ParallelFeed, Supervised
+from deepmimic.models import create_model
 from deepmimic.pipelines import feed
 from deepmimic.pipelines.feed import run_feed
 from deepmimic.pipelines.feed_config import FeedConfig
@@ -35,7 +39,7 @@ def feed_config(tmp_path: Path) -> dict:
         "train": {"epochs": 2, "batch_size": 32, "lr": 0.05, "device": "cpu"},
         "scratch_seeds": [0, 1],
         "ensemble_students": [KD, PFEED],
-        "sequential": sfeed(3),
+        "sequential": [sfeed(3)],
     }
 
 
@@ -73,13 +77,17 @@ def test_feed_harness_trains_every_row(tmp_path: Path) -> None:
 
 def test_feed_config_rejects_unknown_keys(tmp_path: Path) -> None:
     raw = feed_config(tmp_path)
-    raw["sequential"]["stack"] = 2
-    with pytest.raises(ConfigError, match="unknown key 'sequential.stack'"):
+    raw["sequential"][0]["stack"] = 2
+    with pytest.raises(ConfigError, match="unknown key 'sequential.0.stack'"):
         parse_config(raw)
     with pytest.raises(ConfigError, match="unknown key 'sfeed'"):  # the typed blocks before issue 14
         parse_config({**feed_config(tmp_path), "sfeed": {"stacks": 3}})
-    with pytest.raises(ConfigError, match=r"sequential.name.*must contain \{stack\}"):
-        parse_config({**feed_config(tmp_path), "sequential": {**sfeed(3), "name": "sFEED"}})
+    with pytest.raises(ConfigError, match=r"sequential.0.name.*must contain \{stack\}"):
+        parse_config({**feed_config(tmp_path), "sequential": [{**sfeed(3), "name": "sFEED"}]})
+    with pytest.raises(ConfigError, match="'sequential': Input should be a valid list"):  # one shape only: a list
+        parse_config({**feed_config(tmp_path), "sequential": sfeed(3)})
+    with pytest.raises(ConfigError, match="'ensemble_students.0.members': Input should be greater than or equal to 1"):
+        parse_config({**feed_config(tmp_path), "ensemble_students": [{**PFEED, "members": 0}]})
     with pytest.raises(ConfigError, match="unknown pipeline 'fed'"):
         parse_config({**raw, "pipeline": "fed"})
 
@@ -92,12 +100,12 @@ def test_feed_resume_refuses_changed_inputs_and_restarts_dependents(tmp_path: Pa
         **feed_config(tmp_path),
         "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu"},
         "ensemble_students": [],
-        "sequential": sfeed(2),
+        "sequential": [sfeed(2)],
     }
     run_feed(parse_config(raw), progress=False)
     stack2 = (tmp_path / "feed" / "sfeed-stack-2" / "weights.safetensors").read_bytes()
     scratch1 = (tmp_path / "feed" / "scratch-seed-1" / "weights.safetensors").read_bytes()
-    changed = {**raw, "sequential": sfeed(2, beta=20.0)}
+    changed = {**raw, "sequential": [sfeed(2, beta=20.0)]}
     with pytest.raises(ConfigError, match=r"stage 'sFEED stack 2'.*method_options\.beta 10\.0 -> 20\.0"):
         run_feed(parse_config(changed), resume=True, progress=False)
     moved = {**raw, "scratch_seeds": [0, 2]}  # scratch 0 unchanged, a new scratch model
@@ -114,7 +122,7 @@ def test_one_scratch_model_teaches_kd_as_an_ensemble_and_sfeed_as_itself(tmp_pat
         "scratch_seeds": [0],
         "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu"},
         "ensemble_students": [KD],
-        "sequential": sfeed(2),
+        "sequential": [sfeed(2)],
     }
     results = run_feed(parse_config(raw), progress=False)
     assert [row["name"] for row in results["rows"]] == [
@@ -161,7 +169,15 @@ def test_stage_options_reach_the_method(tmp_path: Path, monkeypatch: pytest.Monk
             {"name": "KD soft only", "method": "kd"},
             {"name": "pFEED (k={k})", "method": "pfeed", "method_options": {"beta": 7.0}},
         ],
-        "sequential": {"stacks": 3, "method": "factor_transfer", "method_options": {"beta": 7.0, "paraphraser": False}},
+        "sequential": [
+            {"stacks": 3, "method": "factor_transfer", "method_options": {"beta": 7.0, "paraphraser": False}},
+            {
+                "name": "sFEED+P stack {stack}",
+                "stacks": 2,
+                "method": "factor_transfer",
+                "method_options": {"beta": 7.0, "rate": 1.0, "paraphraser_optimizer": "sgd", "paraphraser_lr": 0.1},
+            },
+        ],
     }
     methods = _built_methods(raw, monkeypatch)
     assert list(methods) == [
@@ -172,6 +188,7 @@ def test_stage_options_reach_the_method(tmp_path: Path, monkeypatch: pytest.Monk
         "pFEED (k=2)",
         "sFEED stack 2",
         "sFEED stack 3",
+        "sFEED+P stack 2",
     ]
     kd = methods["KD"]
     assert isinstance(kd, KnowledgeDistillation) and (kd.temperature, kd.alpha) == (3.0, 0.5)
@@ -186,6 +203,9 @@ def test_stage_options_reach_the_method(tmp_path: Path, monkeypatch: pytest.Monk
         ft = methods[name]
         assert type(ft) is FactorTransfer and ft.beta == 7.0 and not ft.use_paraphraser
         assert ft.paraphraser_epochs == 10  # not in the config: the constructor's default
+    with_p = methods["sFEED+P stack 2"]
+    assert type(with_p) is FactorTransfer and with_p.use_paraphraser and with_p.rate == 1.0
+    assert (with_p.paraphraser_optimizer, with_p.paraphraser_lr, with_p.paraphraser_epochs) == ("sgd", 0.1, 10)
     assert isinstance(methods["Scratch (seed 0)"], Supervised)
 
 
@@ -197,8 +217,20 @@ def test_stage_options_reach_the_method(tmp_path: Path, monkeypatch: pytest.Monk
             r"^FEED stage 'pFEED \(k=2\)': method 'pfeed' has no option\(s\) gamma; it accepts: ",
         ),
         (
-            {"sequential": {**sfeed(2), "method_options": {"beta": 10.0, "paraphraser_epoch": 1}}},
+            {"sequential": [{**sfeed(2), "method_options": {"beta": 10.0, "paraphraser_epoch": 1}}]},
             r"^FEED stage 'sFEED stack 2': method 'factor_transfer' has no option\(s\) paraphraser_epoch; ",
+        ),
+        (
+            {"sequential": [sfeed(2), {**sfeed(2), "method_options": {"paraphraser_optimizer": "rmsprop"}}]},
+            r"^FEED stage 'sFEED stack 2': its folder 'sfeed-stack-2' would also be that of 'sFEED stack 2'; ",
+        ),  # two sequences need their own names
+        (
+            {"sequential": [{**sfeed(2), "method_options": {"paraphraser_optimizer": "rmsprop"}}]},
+            r"^FEED stage 'sFEED stack 2': factor transfer: paraphraser_optimizer must be one of adam, sgd, ",
+        ),
+        (
+            {"ensemble_students": [{**PFEED, "members": 3}]},
+            r"^FEED stage 'pFEED \(k=3\)': members 3 is more than the 2 scratch model\(s\) of scratch_seeds$",
         ),
         (
             {"ensemble_students": [{**KD, "method": "kd2"}]},
@@ -226,6 +258,130 @@ def test_a_bad_stage_fails_before_any_write_naming_the_stage(tmp_path: Path, cha
     assert not (tmp_path / "feed").exists()
 
 
+def test_members_and_sequences_give_their_own_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pFEED taught by 2 and by 3 of 3 scratch models; sFEED with and without the paraphraser, two row sets."""
+    raw = {
+        **feed_config(tmp_path),
+        "scratch_seeds": [0, 1, 2],
+        "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu"},
+        "ensemble_students": [{**PFEED, "members": 2}, {**PFEED, "members": 3}],
+        "sequential": [
+            {**sfeed(2), "method_options": {"beta": 10.0, "paraphraser": False}},
+            {**sfeed(2), "name": "sFEED+P stack {stack}"},
+        ],
+    }
+    methods = _built_methods(raw, monkeypatch)  # each pFEED's ensemble holds its own members
+    assert [len(methods[f"pFEED (k={k})"].teacher.members) for k in (2, 3)] == [2, 3]  # type: ignore[attr-defined]
+    monkeypatch.undo()
+    results = run_feed(parse_config(raw), progress=False)
+    assert [(row["name"], row["kind"]) for row in results["rows"]] == [
+        ("Scratch (seed 0)", "scratch"),
+        ("Scratch (seed 1)", "scratch"),
+        ("Scratch (seed 2)", "scratch"),
+        ("Ensemble of 3", "ensemble"),  # the reference row: every scratch model
+        ("pFEED (k=2)", "pfeed"),
+        ("pFEED (k=3)", "pfeed"),
+        ("sFEED stack 2", "sfeed"),
+        ("sFEED+P stack 2", "sfeed"),
+    ]
+    inputs = {
+        k: json.loads((tmp_path / "feed" / f"pfeed-k-{k}" / "inputs.json").read_text())["teachers"] for k in (2, 3)
+    }
+    assert list(inputs[2]) == ["Scratch (seed 0)", "Scratch (seed 1)"]
+    assert list(inputs[3]) == ["Scratch (seed 0)", "Scratch (seed 1)", "Scratch (seed 2)"]
+    with_p = json.loads((tmp_path / "feed" / "sfeed-p-stack-2" / "inputs.json").read_text())
+    assert with_p["method_options"] == {"beta": 10.0, "paraphraser_epochs": 1}
+
+
+def _tiny_teacher(path: Path, data: Path, num_classes: int = 4, seed: int = 0) -> Path:
+    """A small CNN trained a few steps on the blobs with its own input statistics (mean 0.2, std 0.3), saved."""
+    torch.manual_seed(seed)
+    model = create_model("c-bn-mp-c-s", (1, 8, 8), num_classes)
+    arrays = np.load(data)
+    x = (torch.from_numpy(arrays["images"]).float() / 255 - 0.2) / 0.3
+    y = torch.from_numpy(arrays["labels"]).long() % num_classes
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(40):
+        optimizer.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    torch.save(model.eval().state_dict(), path)
+    return path
+
+
+PRETRAINED_OPTIONS = {"in_shape": "1,8,8", "mean": "0.2", "std": "0.3"}
+
+
+def test_a_pretrained_teacher_teaches_a_student_and_has_its_own_row(tmp_path: Path) -> None:
+    """KD from a pretrained checkpoint: the teacher's row is its test accuracy on its own statistics;
+    --resume refuses a checkpoint file whose bytes changed."""
+    raw = {
+        **feed_config(tmp_path),
+        "scratch_seeds": [0],
+        "train": {"epochs": 1, "batch_size": 32, "lr": 0.05, "device": "cpu"},
+        "ensemble_students": [],
+        "sequential": [],
+    }
+    checkpoint = _tiny_teacher(tmp_path / "teacher.pt", Path(raw["data"]["root"]))
+    raw["pretrained_students"] = [
+        {
+            "name": "KD from teacher",
+            "pretrained": f"c-bn-mp-c-s:{checkpoint}",
+            "pretrained_options": PRETRAINED_OPTIONS,
+            **{k: KD[k] for k in ("method", "method_options")},
+        }
+    ]
+    results = run_feed(parse_config(raw), progress=False)
+    assert [(row["name"], row["kind"]) for row in results["rows"]] == [
+        ("Scratch (seed 0)", "scratch"),
+        ("Ensemble of 1", "ensemble"),
+        ("Pretrained c-bn-mp-c-s (teacher.pt)", "pretrained"),
+        ("KD from teacher", "kd-pretrained"),
+    ]
+    # The teacher's row: the checkpoint on the test images normalised with ITS statistics (not the pipeline's).
+    teacher = create_model("c-bn-mp-c-s", (1, 8, 8), 4)
+    teacher.load_state_dict(torch.load(checkpoint, weights_only=True))
+    arrays = np.load(raw["data"]["root"])
+    with torch.no_grad():
+        logits = teacher.eval()((torch.from_numpy(arrays["test_images"]).float() / 255 - 0.2) / 0.3)
+    expected = (logits.argmax(1) == torch.from_numpy(arrays["test_labels"])).float().mean().item()
+    row = results["rows"][2]
+    assert row["accuracy"] == pytest.approx(expected, abs=1e-6) and expected > 0.5  # a teacher that learned
+    assert row["seed"] is None and row["parameters"] == sum(p.numel() for p in teacher.parameters())
+    assert not (tmp_path / "feed" / "pretrained-c-bn-mp-c-s-teacher-pt").exists()  # not trained: no folder
+    assert (tmp_path / "feed" / "kd-from-teacher" / "weights.safetensors").exists()
+    recorded = json.loads((tmp_path / "feed" / "kd-from-teacher" / "inputs.json").read_text())["pretrained_teacher"]
+    assert recorded == {
+        "pretrained": f"c-bn-mp-c-s:{checkpoint}",
+        "pretrained_options": PRETRAINED_OPTIONS,
+        "file": hashlib.sha256(checkpoint.read_bytes()).hexdigest(),
+    }
+    assert "| Pretrained c-bn-mp-c-s (teacher.pt) | pretrained |" in (tmp_path / "feed" / "table.md").read_text()
+
+    _tiny_teacher(checkpoint, Path(raw["data"]["root"]), seed=1)  # same path, other bytes
+    with pytest.raises(
+        ConfigError, match=r"stage 'KD from teacher' was trained with other inputs \(pretrained_teacher\.file"
+    ):
+        run_feed(parse_config(raw), resume=True, progress=False)
+
+
+def test_a_pretrained_teacher_for_other_classes_or_missing_fails_before_any_write(tmp_path: Path) -> None:
+    raw = feed_config(tmp_path)
+    checkpoint = _tiny_teacher(tmp_path / "teacher3.pt", Path(raw["data"]["root"]), num_classes=3)
+    spec = f"c-bn-mp-c-s:{checkpoint}"
+    raw["pretrained_students"] = [
+        {"name": "KD from teacher", "pretrained": spec, "pretrained_options": PRETRAINED_OPTIONS, "method": "kd"}
+    ]
+    with pytest.raises(
+        ConfigError, match=r"^FEED stage 'KD from teacher': pretrained '.*' answers for 3 classes, the data has 4$"
+    ):
+        run_feed(parse_config(raw), progress=False)
+    raw["pretrained_students"][0]["pretrained"] = f"c-bn-mp-c-s:{tmp_path / 'missing.pt'}"
+    with pytest.raises(TeacherError, match=r"^FEED stage 'KD from teacher': .*missing\.pt: no such checkpoint file$"):
+        run_feed(parse_config(raw), progress=False)
+    assert not (tmp_path / "feed").exists()
+
+
 def test_shipped_feed_configs_parse() -> None:
     """Every shipped FEED config (and the recorded config of the measured run) parses, with every
     stage's method and option names known; KD's hard-label weight is written out (FEED's recipe)."""
@@ -248,3 +404,37 @@ def test_shipped_feed_configs_parse() -> None:
     assert (
         len(feed_configs) >= 2
     )  # the shipped feed-cifar10.yaml and the measured run's docs/results/feed-cifar10/config.yaml
+
+
+def test_shipped_feed_config_follows_the_papers_recipe() -> None:
+    """Issue 15: pFEED k = 2 and 3, sFEED without and with the paraphraser, KD from a pretrained ResNet-32,
+    the paper's SGD and multistep schedule, 10,000 training images and the full test set."""
+    root = Path(__file__).resolve().parents[2]
+    config = parse_config(load_yaml((root / "configs" / "feed-cifar10.yaml").read_text(encoding="utf-8")))
+    assert isinstance(config, FeedConfig)
+    stages = feed._feed_stages(config)
+    assert [(s.name, s.kind) for s in stages] == [
+        ("Scratch (seed 0)", "scratch"),
+        ("Scratch (seed 1)", "scratch"),
+        ("Scratch (seed 2)", "scratch"),
+        ("KD from ensemble", "kd"),
+        ("pFEED (k=2)", "pfeed"),
+        ("pFEED (k=3)", "pfeed"),
+        ("sFEED stack 2", "sfeed"),
+        ("sFEED stack 3", "sfeed"),
+        ("sFEED+P stack 2", "sfeed"),
+        ("sFEED+P stack 3", "sfeed"),
+        ("KD from pretrained ResNet-32", "kd-pretrained"),
+    ]
+    by_name = {s.name: s for s in stages}
+    assert (
+        by_name["sFEED stack 2"].options["paraphraser"] is False and by_name["sFEED+P stack 2"].options["paraphraser"]
+    )
+    teacher = by_name["KD from pretrained ResNet-32"].pretrained
+    assert teacher is not None and teacher.spec.endswith("akamaster-resnet-cifar10/resnet32-d509ac18.th")
+    assert teacher.options == {"mean": "0.485,0.456,0.406", "std": "0.229,0.224,0.225"}
+    train = config.train
+    assert (train.optimizer, train.lr, train.momentum, train.weight_decay) == ("sgd", 0.1, 0.9, 0.0005)
+    assert (train.schedule, train.milestones, train.gamma, train.epochs) == ("multistep", [0.5, 0.75], 0.1, 20)
+    assert config.data.train_subset == 10000 and config.data.test_subset is None
+    assert config.paper is not None and not config.paper.accuracy and "CIFAR-100" in config.paper.source

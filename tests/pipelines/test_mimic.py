@@ -275,3 +275,32 @@ def test_mimic_takes_a_method_and_its_options_and_its_config_reruns(
     assert main([*args, "--method-option", "temprature=2", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "temprature" in err and not (tmp_path / "bad").exists()
+
+
+def test_budget_order_random_asks_a_seeded_sample_and_file_the_first_rows(mentor_run: Path, tmp_path: Path) -> None:
+    """``budget_order: random`` answers a sample drawn with train.seed (the same rows for the same
+    seed, others for another); ``file`` (the default) answers the first ``budget`` rows."""
+    from deepmimic.labelling.query_log import read_query_log
+
+    preds = _one_hot_predictions(mentor_run, tmp_path / "preds.npy")
+
+    def rows(name: str, seed: int, **extra: object) -> list[int]:
+        train = {"epochs": 1, "batch_size": 16, "device": "cpu", "seed": seed}
+        results = run_mimic(
+            _options(mentor_run, tmp_path / name, str(preds), budget=30, train=train, evaluate_test=False, **extra),
+            progress=False,
+        )
+        assert results["queries"]["unlabelled"]["labeled"] == 30
+        _, answered, _ = read_query_log(tmp_path / name / "teacher-probs.npy.querylog")
+        return sorted(answered.tolist())
+
+    assert rows("file", 0) == list(range(30))
+    assert rows("file-seed-1", 1, budget_order="file") == list(range(30))  # file order ignores the seed
+    first = rows("random", 0, budget_order="random")
+    assert first != list(range(30)) and len(set(first)) == 30
+    expected = torch.randperm(240, generator=torch.Generator().manual_seed(0))[:30].sort().values.tolist()
+    assert first == expected
+    assert rows("random-again", 0, budget_order="random") == first
+    assert rows("random-seed-1", 1, budget_order="random") != first
+    saved = yaml.safe_load((tmp_path / "random" / "config.yaml").read_text())
+    assert saved["budget_order"] == "random" and saved["train"]["eval_every"] == "auto"

@@ -22,7 +22,6 @@ ARCH = "c-mp-fc-s"
 TEACHER_NORM = {"mean": "0.2", "std": "0.5"}
 
 
-
 def _config(tmp_path: Path, checkpoint: Path) -> dict:
     raw = tiny_config(tmp_path, train={"batch_size": 16, "epochs": 2, "lr": 0.05, "device": "cpu"})
     raw["mentor"] = {

@@ -6,6 +6,8 @@ student trains: each at a seeded random epoch, found by polling the stage's metr
 plus a seeded random delay within the epoch. A third ``--resume`` finishes the run. The
 final weights.safetensors of mentor and student and the accuracies in results.json must
 equal those of an uninterrupted run of the same config (run alongside, in its own folder).
+Checkpoints are sparse (every 2 epochs), so a resume also retrains the epochs after the last
+checkpoint and rewrites their metrics lines.
 """
 
 from __future__ import annotations
@@ -39,7 +41,16 @@ def _write_inputs(root: Path, out: Path) -> Path:
         "output_dir": str(out),
         "data": {"name": "npz", "root": str(root / "data.npz")},
         "split": {"labeled_fraction": 0.5},
-        "train": {"batch_size": 8, "lr": 0.05, "epochs": EPOCHS, "device": "cpu"},
+        # A checkpoint every 2 epochs (not by time): a kill resumes from the last even epoch, or
+        # (killed in epoch 1 or 2) retrains the stage from its seeded start.
+        "train": {
+            "batch_size": 8,
+            "lr": 0.05,
+            "epochs": EPOCHS,
+            "device": "cpu",
+            "checkpoint_every": 2,
+            "checkpoint_seconds": 3600,
+        },
         "mentor": {"name": "Mentor", "model": "c:4-mp-fc:16-s", "method": "supervised"},
         "students": [{"name": "Student", "model": "c:4-mp-fc:8-s"}],
     }

@@ -335,3 +335,36 @@ def test_report_package_does_not_import_the_engine() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_curves_draw_sparse_evaluation_points(tmp_path: Path) -> None:
+    """``eval_every`` > 1 (or "auto") leaves epochs without test keys: the curves use the evaluated
+    epochs only, and a model evaluated only after its last epoch still gets its point."""
+    from deepmimic.report.plots import curves_png
+    from deepmimic.report.run_data import series
+
+    run = write_deepmimic_run(tmp_path)
+    _metrics(run / "mentor" / "metrics.jsonl", 10, start_acc=0.4, eval_every=3)  # epochs 3, 6, 9
+    _metrics(run / "students" / "student-a" / "metrics.jsonl", 4, start_acc=0.5, eval_every=4)  # the last only
+    loaded = load_run(run)
+    mentor, student_a = loaded.models[0], loaded.models[1]
+    assert series(mentor.metrics, "test_accuracy")[0] == [3, 6, 9]
+    assert series(student_a.metrics, "test_loss")[0] == [4]
+    png = curves_png(loaded.models)
+    assert png is not None and png.startswith(PNG_SIGNATURE)
+    assert "curves.png" in build_report(run)
+
+
+def test_matplotlib_is_imported_only_to_draw() -> None:
+    code = (
+        "import sys; import deepmimic.report.build, deepmimic.report.sweep, deepmimic.experiments.catalog; "
+        "assert 'matplotlib' not in sys.modules"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr

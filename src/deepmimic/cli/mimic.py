@@ -1,7 +1,8 @@
 """``deepmimic mimic``: copy a teacher you can only query into a student, in one command.
 
     deepmimic mimic --teacher SPEC --data SPEC --student MODEL [--out DIR] [--label-only]
-                    [--budget N] [--subset N] [--epochs N] [--method NAME] [--method-option KEY=VALUE ...]
+                    [--budget N [--budget-order file|random]] [--subset N] [--epochs N]
+                    [--eval-every N|auto] [--method NAME] [--method-option KEY=VALUE ...] [--no-report]
 
 The flags build a :class:`deepmimic.pipelines.mimic_config.MimicConfig` (the same keys run
 from YAML with ``deepmimic run``, ``pipeline: mimic``); see :mod:`deepmimic.pipelines.mimic`.
@@ -12,15 +13,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepmimic.cli.options import command_line, parse_options, parse_yaml_options, positive_float, positive_int
+from deepmimic.cli.options import (
+    EVAL_EVERY_HELP,
+    NO_REPORT_HELP,
+    command_line,
+    eval_every,
+    parse_options,
+    parse_yaml_options,
+    positive_float,
+    positive_int,
+)
 
 
 def _cmd_mimic(args: argparse.Namespace) -> int:
     from deepmimic import distributed
+    from deepmimic.cli.run import report_or_skip
     from deepmimic.config import validate_config
     from deepmimic.pipelines.mimic_config import MimicConfig
     from deepmimic.pipelines.registry import pipeline_of
-    from deepmimic.report.build import build_report
 
     raw = {
         "output_dir": args.out,
@@ -34,6 +44,7 @@ def _cmd_mimic(args: argparse.Namespace) -> int:
         "label_only": args.label_only,
         "compare_label_only": args.compare_label_only,
         "budget": args.budget,
+        "budget_order": args.budget_order,
         "subset": args.subset,
         "evaluate_test": not args.no_test,
         "train": {
@@ -57,7 +68,7 @@ def _cmd_mimic(args: argparse.Namespace) -> int:
         )
         if not distributed.is_main():
             return 0
-    report = build_report(args.out)
+    report_line = report_or_skip(args.out, args.no_report)
     queries = results["queries"]
     print()
     print(pipeline.view.text_table(results))
@@ -68,7 +79,7 @@ def _cmd_mimic(args: argparse.Namespace) -> int:
         + ")"
     )
     print(f"results: {Path(args.out) / 'results.json'}  (wall time {results['wall_time_s']:.1f} s)")
-    print(f"report:  {report['report.html']}")
+    print(report_line)
     return 0
 
 
@@ -129,7 +140,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         action="store_true",
         help="also train a student on the top-1 class of the same answers (no extra queries): the report shows the gap",
     )
-    p.add_argument("--budget", type=positive_int, default=None, help="most unlabelled images to send to the teacher")
+    p.add_argument(
+        "--budget",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="most unlabelled images to send to the teacher (rows already in the query log count); the student "
+        "trains on the answered rows. Which rows: see --budget-order",
+    )
+    p.add_argument(
+        "--budget-order",
+        default="file",
+        choices=("file", "random"),
+        help="with --budget, which rows are asked: 'file' (default) the first N in the data's order; 'random' a "
+        "random sample of N drawn with --seed (the same seed gives the same rows, also when a killed run resumes "
+        "from its query log)",
+    )
     p.add_argument("--subset", type=positive_int, default=None, help="a random subset of the unlabelled images")
     p.add_argument("--no-test", action="store_true", help="do not query the teacher on the test split")
     p.add_argument("--epochs", type=positive_int, default=10)
@@ -138,7 +164,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--lr", type=positive_float, default=0.05)
     p.add_argument("--momentum", type=float, default=0.9, help="SGD momentum (default 0.9)")
     p.add_argument("--weight-decay", type=float, default=5e-4, help="weight decay (default 5e-4)")
-    p.add_argument("--schedule", default="cosine", choices=("constant", "step", "multistep", "cosine"), help="learning-rate schedule (default cosine)")
+    p.add_argument(
+        "--schedule",
+        default="cosine",
+        choices=("constant", "step", "multistep", "cosine"),
+        help="learning-rate schedule (default cosine)",
+    )
     p.add_argument(
         "--augment",
         default="none",
@@ -147,12 +178,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "original image (the teacher is asked once per image), which assumes its answer barely changes under a small "
         "shift or a mirror",
     )
-    p.add_argument("--eval-every", type=positive_int, default=1, help="evaluate on the test set every N epochs (and at the end)")
+    p.add_argument(
+        "--eval-every", type=eval_every, default="auto", metavar="N|auto", help=EVAL_EVERY_HELP + " (default auto)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--resume",
         action="store_true",
         help="continue the students' training from their checkpoints (labelling always resumes from the query log)",
     )
+    p.add_argument("--no-report", action="store_true", help=NO_REPORT_HELP)
     p.add_argument("--no-progress", action="store_true", help="plain per-epoch lines")
     p.set_defaults(func=_cmd_mimic, distributed=True)

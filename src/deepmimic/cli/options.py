@@ -41,6 +41,23 @@ def non_negative_int(text: str) -> int:
     return value
 
 
+def eval_every(text: str) -> int | str:
+    """``auto`` or an integer of at least 1: epochs between test-set evaluations."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or an integer of at least 1, got '{text}'") from None
+
+
+EVAL_EVERY_HELP = (
+    "evaluate on the test set every N epochs, or 'auto': every ceil(epochs / 10), about 10 points per model; "
+    "always after the last epoch"
+)
+NO_REPORT_HELP = "skip report.md / report.html and the figures (build them later with: deepmimic report DIR)"
+
+
 def port_number(text: str) -> int:
     """A TCP port, 0..65535 (0: any free port)."""
     value = _integer(text)
@@ -109,7 +126,7 @@ def parse_yaml_options(pairs: list[str] | None, flag: str) -> dict[str, Any]:
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     """The flags of every command that runs a pipeline from a config: --set, --out, --resume,
-    --restart-stage, --no-progress."""
+    --restart-stage, --eval-every, --no-report, --no-progress."""
     parser.add_argument(
         "--set",
         action="append",
@@ -129,7 +146,21 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         help="with --resume: retrain this stage (and the stages that learn from it) from scratch; "
         "'all' for every stage (repeatable)",
     )
+    parser.add_argument(
+        "--eval-every",
+        type=eval_every,
+        default=None,
+        metavar="N|auto",
+        help=EVAL_EVERY_HELP + "; overrides every model's train.eval_every, a stage's own included "
+        "(default: the config's, else auto)",
+    )
+    parser.add_argument("--no-report", action="store_true", help=NO_REPORT_HELP)
     parser.add_argument("--no-progress", action="store_true", help="plain per-epoch lines instead of progress bars")
+
+
+def train_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The training settings run flags set on every model (``--eval-every``); empty when none was given."""
+    return {"eval_every": args.eval_every} if getattr(args, "eval_every", None) is not None else {}
 
 
 def command_line(args: argparse.Namespace) -> str:

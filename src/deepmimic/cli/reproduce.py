@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepmimic.cli.options import command_line, positive_float, positive_int
+from deepmimic.cli.options import EVAL_EVERY_HELP, command_line, eval_every, positive_float, positive_int
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -14,6 +14,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
     opts = SweepOptions(
         data_dir=args.data_dir,
+        models_dir=args.models_dir,
         out=args.out,
         epochs=args.epochs,
         student_epochs=args.student_epochs,
@@ -26,6 +27,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         students=args.students,
         one_hot=not args.no_one_hot,
         resume=args.resume,
+        eval_every=args.eval_every,
+        report=not args.no_report,
         command=command_line(args),
     )
     summary = run_experiment(args.experiment, opts, progress=False if args.no_progress else None)
@@ -34,7 +37,10 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     print(summary_table(summary))
     print(f"\nwall time {summary['wall_time_s']:.1f} s")
     print(f"summary: {out / 'summary.md'}")
-    print(f"report:  {out / 'report.html'}")
+    if args.no_report:
+        print(f"report:  skipped (--no-report); build it with: deepmimic report {out}")
+    else:
+        print(f"report:  {out / 'report.html'}")
     return 0
 
 
@@ -55,6 +61,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--data-dir",
         default="../shared/data",
         help="folder holding mnist/, cifar-10-batches-bin/, tiny-imagenet/, ood-tinyimagenet-32.npz",
+    )
+    repro.add_argument(
+        "--models-dir",
+        default="../shared/models",
+        help="folder holding the pretrained teachers a config names under ../shared/models (feed-tables)",
     )
     repro.add_argument(
         "--dataset",
@@ -100,6 +111,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--no-one-hot", action="store_true", help="ladders: skip the students trained on true one-hot labels"
     )
     repro.add_argument("--resume", action="store_true", help="keep finished points, continue interrupted ones")
+    repro.add_argument(
+        "--eval-every",
+        type=eval_every,
+        default=None,
+        metavar="N|auto",
+        help=EVAL_EVERY_HELP + "; every model of every point (default: the recipe's or config's, else auto)",
+    )
+    repro.add_argument(
+        "--no-report",
+        action="store_true",
+        help="skip each point's report and the experiment's report.md / report.html (summary.json and summary.md "
+        "are still written; build a report later with: deepmimic report DIR)",
+    )
     repro.add_argument("--out", default="runs/reproduce", help="output folder")
     repro.add_argument("--no-progress", action="store_true", help="plain per-epoch lines")
     repro.set_defaults(func=_cmd_reproduce)

@@ -9,7 +9,7 @@ import argparse
 from importlib import resources
 from pathlib import Path
 
-from deepmimic.cli.options import add_run_options, command_line
+from deepmimic.cli.options import add_run_options, command_line, train_overrides
 
 BUILTIN_CONFIGS = "deepmimic.builtin_configs"
 
@@ -27,7 +27,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     overrides = list(args.set or [])
     if args.out:
         overrides.append(f"output_dir={args.out}")
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, train_overrides(args))
     pipeline = pipeline_of(config)
     # Under torchrun: join the process group; ranks other than 0 compute but stay quiet and write nothing.
     with distributed.process_group(pipeline.main_train(config).device) as group:
@@ -40,16 +40,23 @@ def _cmd_run(args: argparse.Namespace) -> int:
         )
         if not distributed.is_main():
             return 0
-        from deepmimic.report.build import build_report
-
-        report = build_report(config.output_dir)
+        report_line = report_or_skip(config.output_dir, args.no_report)
         print()
         print(pipeline.view.text_table(results))
         if group.world_size > 1:
             print(f"\ntrained data-parallel on {group.world_size} processes ({group.backend})")
         print(f"\nresults: {Path(config.output_dir) / 'results.json'}  (wall time {results['wall_time_s']:.1f} s)")
-        print(f"report:  {report['report.html']}")
+        print(report_line)
     return 0
+
+
+def report_or_skip(run_dir: str | Path, skip: bool) -> str:
+    """Build the run's report (unless ``skip``: ``--no-report``); the ``report: ...`` line to print."""
+    if skip:
+        return f"report:  skipped (--no-report); build it with: deepmimic report {run_dir}"
+    from deepmimic.report.build import build_report
+
+    return f"report:  {build_report(run_dir)['report.html']}"
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

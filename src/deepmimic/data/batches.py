@@ -175,9 +175,20 @@ def iterate_batches(
 
 
 def iterate_eval_batches(
-    images: torch.Tensor, batch_size: int, normalizer: Normalizer, device: torch.device
+    images: torch.Tensor,
+    batch_size: int,
+    normalizer: Normalizer,
+    device: torch.device,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Iterator[tuple[slice, torch.Tensor]]:
-    """Yield (row slice, normalised batch) in order, for evaluation and labelling."""
+    """Yield (row slice, normalised batch) in order, for evaluation and labelling.
+
+    ``memory_format``: the layout the model's weights use (channels_last when the trainer's
+    speed plan picked it), so a conv net gets its input in that layout without converting.
+    """
     for start in range(0, images.shape[0], batch_size):
         rows = slice(start, start + batch_size)
-        yield rows, normalizer(images[rows].to(device, non_blocking=True))
+        x = normalizer(images[rows].to(device, non_blocking=True))
+        if memory_format is not torch.contiguous_format and x.dim() == 4:
+            x = x.contiguous(memory_format=memory_format)
+        yield rows, x

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, field_validator
@@ -42,7 +43,14 @@ class TrainSettings(StrictModel):
     seed: int = 0
     device: str = "auto"  # "auto" (CUDA when present), "cpu", "cuda", "cuda:1", ...
     eval_batch_size: PositiveInt = 1024
-    eval_every: PositiveInt = 1  # evaluate on the test set every N epochs (and always at the end)
+    # Test-set evaluation cadence (curve points): every N epochs, or "auto" = every ceil(epochs / 10)
+    # (about 10 points); always after the last epoch, on the full test set.
+    eval_every: PositiveInt | Literal["auto"] = "auto"
+    eval_subset: PositiveInt | None = None  # curve points before the last on a fixed stratified subset of this size
+    # checkpoint.pt after an epoch when checkpoint_every divides it, or when checkpoint_seconds
+    # have passed since the last write (0: every epoch); always after the last epoch.
+    checkpoint_every: PositiveInt | None = None
+    checkpoint_seconds: float = Field(60.0, ge=0)
     # Speed switches (docs/scaling.md). "auto": bf16 and GPU-resident data on CUDA only;
     # channels_last on CUDA and for conv nets on the CPU (measured faster there too).
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # bf16 autocast of the forward pass
@@ -57,6 +65,14 @@ class TrainSettings(StrictModel):
         if any(not 0 < m < 1 for m in milestones) or milestones != sorted(set(milestones)):
             raise ValueError(f"milestones must be increasing fractions of the run between 0 and 1, got {milestones}")
         return milestones
+
+    def eval_interval(self) -> int:
+        """Epochs between test-set evaluations: ``eval_every``, or for "auto" ``ceil(epochs / 10)``."""
+        return math.ceil(self.epochs / 10) if self.eval_every == "auto" else self.eval_every
+
+    def evaluates_at(self, epoch: int) -> bool:
+        """Whether the test set is evaluated after ``epoch`` (every :meth:`eval_interval` epochs and the last)."""
+        return epoch % self.eval_interval() == 0 or epoch == self.epochs
 
     def milestone_epochs(self) -> list[int]:
         """The epochs after which a multistep schedule multiplies the lr by gamma (at least epoch 1)."""

@@ -1,13 +1,19 @@
 """The one training loop, for every method.
 
 The loop slices batches from in-memory tensors, asks the method for named losses,
-sums them, steps the optimiser and scheduler, evaluates on the test set, appends one
-JSON line per epoch to ``metrics.jsonl`` and writes an atomic checkpoint per epoch.
+sums them, steps the optimiser and scheduler, appends one JSON line per epoch to
+``metrics.jsonl``, and when it pays: evaluates on the test set (``eval_every``, by default
+about 10 points a run, optionally on a fixed stratified ``eval_subset``; always the full
+test set after the last epoch) and writes an atomic checkpoint (``checkpoint_every``
+epochs or ``checkpoint_seconds`` since the last one; always after the last epoch).
 It never branches on which method it runs.
 
 Determinism: epoch ``e`` seeds torch's global RNG (dropout) and the batch generator
 (shuffling, augmentation) from ``(seed, e)`` alone, so a run resumed from the
-checkpoint of epoch ``e`` replays epochs ``e+1..`` exactly as an uninterrupted run.
+checkpoint of epoch ``e`` replays epochs ``e+1..`` exactly as an uninterrupted run
+(epochs trained after the last checkpoint are trained again; their metrics lines are
+rewritten from the checkpoint's history). Evaluation draws no random numbers and leaves
+the model as it was, so when it runs does not change what is trained.
 
 Speed (docs/scaling.md): on CUDA the data stay on the GPU, the forward pass runs under
 bf16 autocast and conv nets use channels_last, each a :class:`TrainSettings` switch; the
@@ -38,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from deepmimic import distributed
 from deepmimic.data.batches import Normalizer, TrainingSet, iterate_batches
 from deepmimic.data.dataset import ImageDataset
+from deepmimic.data.splits import stratified_subset
 from deepmimic.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from deepmimic.engine.optim import build_optimizer, build_scheduler
 from deepmimic.engine.progress import EpochProgress, print_epoch_line
@@ -51,14 +58,19 @@ from deepmimic.models.description import ModelDescription, weights_metadata
 CHECKPOINT_NAME = "checkpoint.pt"
 METRICS_NAME = "metrics.jsonl"
 WEIGHTS_NAME = "weights.safetensors"
+EVAL_SUBSET_SEED = 0  # the stratified subset of the test set for curve points (eval_subset) is fixed
 
 # Settings that may change between a run and its resumption without changing what the
-# finished epochs computed ("epochs" extends the schedule, see _restore).
+# finished epochs computed ("epochs" extends the schedule, see _restore): device, when to
+# evaluate and checkpoint, and the speed switches.
 RESUMABLE_CHANGES = {
     "epochs",
     "device",
     "eval_batch_size",
     "eval_every",
+    "eval_subset",
+    "checkpoint_every",
+    "checkpoint_seconds",
     "precision",
     "channels_last",
     "data_on_device",
@@ -169,9 +181,12 @@ def fit(
 ) -> FitResult:
     """Train ``method`` (and so ``method.student``) on ``train`` for ``settings.epochs``.
 
-    With ``run_dir``, writes ``metrics.jsonl``, ``checkpoint.pt`` (every epoch) and the
-    student's final ``weights.safetensors`` there; ``resume=True`` continues from the
-    checkpoint found in ``run_dir`` (a finished run returns its history at once).
+    With ``run_dir``, writes ``metrics.jsonl``, ``checkpoint.pt`` (see ``checkpoint_every``
+    and ``checkpoint_seconds``; always after the last epoch) and the student's final
+    ``weights.safetensors`` there; ``resume=True`` continues from the checkpoint found in
+    ``run_dir`` (a finished run returns its history at once). With ``test``, epochs that
+    :meth:`TrainSettings.evaluates_at` get ``test_loss`` / ``test_accuracy`` (and
+    ``test_rows``: the rows evaluated, fewer than the test set on ``eval_subset`` curve points).
     ``description`` says what the student is (how ``create_model`` built it); it goes,
     with ``normalizer`` and the method, into the weights' metadata so that the file loads
     on its own (:func:`deepmimic.models.bundle.load_trained`). Without it the weights
@@ -203,40 +218,72 @@ def fit(
             _rewrite_metrics(run_dir, result.history)
     runner = _parallel_runner(method, device)
     method.compile_for_speed(student=settings.compile, teacher=settings.compile_teacher)
-    test_images = None
+    full_test = curve_test = None
     if test is not None:
-        test_images = test.images.to(device) if plan.data_on_device else test.images
+        full_test = _EvalSet.of(test, plan)
+        subset = stratified_subset(test, settings.eval_subset, EVAL_SUBSET_SEED) if settings.eval_subset else test
+        curve_test = full_test if subset is test else _EvalSet.of(subset, plan)
+    last_checkpoint = time.monotonic()
 
     for epoch in range(start_epoch + 1, settings.epochs + 1):
         record = _train_one_epoch(method, runner, train, normalizer, settings, plan, optimizer, epoch, label, progress)
         scheduler.step()
         distributed.broadcast_buffers(method)  # rank 0's BatchNorm statistics on every rank
         record.update(plan.describe())
-        if test is not None and (epoch % settings.eval_every == 0 or epoch == settings.epochs):
-            ev = evaluate(method.student, test_images, test.labels, normalizer, device, settings.eval_batch_size)
-            record.update(test_loss=ev.loss, test_accuracy=ev.accuracy)
+        if full_test is not None and curve_test is not None and settings.evaluates_at(epoch):
+            on = full_test if epoch == settings.epochs else curve_test
+            ev = evaluate(
+                method.student, on.images, on.labels, normalizer, device, settings.eval_batch_size, plan.memory_format
+            )
+            record.update(test_loss=ev.loss, test_accuracy=ev.accuracy, test_rows=len(on.labels))
         result.history.append(record)
         if distributed.is_main():
             print_epoch_line(label, epoch, settings.epochs, record)
         if writes:
             _append_metrics(run_dir, record)
-            save_checkpoint(
-                run_dir / CHECKPOINT_NAME,
-                {
-                    "epoch": epoch,
-                    "settings": settings.model_dump(),
-                    "method_state": method.state_dict(),
-                    "optimizer_state": optimizer.state_dict(),
-                    "auxiliary_optimizer_states": {k: o.state_dict() for k, o in method.auxiliary_optimizers().items()},
-                    "scheduler_state": scheduler.state_dict(),
-                    "history": result.history,
-                },
-            )
+            if _checkpoint_due(settings, epoch, time.monotonic() - last_checkpoint):
+                save_checkpoint(
+                    run_dir / CHECKPOINT_NAME,
+                    {
+                        "epoch": epoch,
+                        "settings": settings.model_dump(),
+                        "method_state": method.state_dict(),
+                        "optimizer_state": optimizer.state_dict(),
+                        "auxiliary_optimizer_states": {
+                            k: o.state_dict() for k, o in method.auxiliary_optimizers().items()
+                        },
+                        "scheduler_state": scheduler.state_dict(),
+                        "history": result.history,
+                    },
+                )
+                last_checkpoint = time.monotonic()
     if writes:
         metadata = weights_metadata(description, normalizer, type(method).__name__)
         save_weights(run_dir / WEIGHTS_NAME, method.student, metadata=metadata)
     distributed.barrier()  # no rank runs ahead to read what rank 0 is still writing
     return result
+
+
+@dataclass(frozen=True)
+class _EvalSet:
+    """Test images (on the device when the plan keeps data there) and their labels."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    @classmethod
+    def of(cls, data: ImageDataset, plan: SpeedPlan) -> _EvalSet:
+        return cls(data.images.to(plan.device) if plan.data_on_device else data.images, data.labels)
+
+
+def _checkpoint_due(settings: TrainSettings, epoch: int, since_last_s: float) -> bool:
+    """Write ``checkpoint.pt`` after ``epoch``: the last epoch, every ``checkpoint_every`` epochs,
+    or once ``checkpoint_seconds`` have passed since the last write (0: every epoch)."""
+    if epoch == settings.epochs:
+        return True
+    if settings.checkpoint_every is not None and epoch % settings.checkpoint_every == 0:
+        return True
+    return since_last_s >= settings.checkpoint_seconds
 
 
 def _check_description(

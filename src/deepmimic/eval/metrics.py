@@ -32,18 +32,25 @@ class Evaluation:
 
 @torch.inference_mode()  # no autograd bookkeeping at all (cheaper than no_grad); outputs never need grads
 def predict_probs(
-    model: nn.Module, images: torch.Tensor, normalizer: Normalizer, device: torch.device, batch_size: int = 1024
+    model: nn.Module,
+    images: torch.Tensor,
+    normalizer: Normalizer,
+    device: torch.device,
+    batch_size: int = 1024,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> torch.Tensor:
     """Softmax outputs (N, K) float32 on the CPU for uint8 ``images`` (N, C, H, W).
 
-    The model is put in eval mode for the call and its previous mode restored.
+    The model is put in eval mode for the call and its previous mode restored;
+    ``memory_format`` is the layout of its input batches (channels_last for a model the
+    trainer converted to it).
     """
     was_training = model.training
     model.eval()
     try:
         chunks = [
             torch.softmax(model(x).float(), dim=1).cpu()
-            for _, x in iterate_eval_batches(images, batch_size, normalizer, device)
+            for _, x in iterate_eval_batches(images, batch_size, normalizer, device, memory_format)
         ]
     finally:
         model.train(was_training)
@@ -57,9 +64,10 @@ def evaluate(
     normalizer: Normalizer,
     device: torch.device,
     batch_size: int = 1024,
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> Evaluation:
     """Mean cross-entropy and accuracy of ``model`` on a labelled set."""
-    probs = predict_probs(model, images, normalizer, device, batch_size)
+    probs = predict_probs(model, images, normalizer, device, batch_size, memory_format)
     loss = F.nll_loss(torch.log(probs.clamp_min(1e-12)), labels).item()
     predictions = probs.argmax(dim=1)
     accuracy = (predictions == labels).float().mean().item()

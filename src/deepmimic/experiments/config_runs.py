@@ -3,11 +3,12 @@
 * ``imitation-table``: the imitation game, Table 1 (Rec, Rec+Der, Adv, All) beside KD and
   DeepMimic soft labels, from ``imitation-cifar10.yaml`` (``--dataset mnist``:
   ``imitation-mnist.yaml``).
-* ``feed-tables``: FEED Tables 1, 2, 4 (scratch, ensemble, KD, pFEED, sFEED) from
-  ``feed-cifar10.yaml``.
+* ``feed-tables``: FEED Tables 1, 2, 4 (scratch, ensemble, KD, pFEED with k = 2 and 3, sFEED
+  without and with the paraphraser) and KD from a pretrained ResNet-32, from ``feed-cifar10.yaml``.
 
 ``deepmimic reproduce`` options adjust the shipped config: ``--data-dir`` replaces its
-``../shared/data`` prefix, ``--subset`` / ``--test-subset`` the data sizes, ``--epochs`` the
+``../shared/data`` prefix, ``--models-dir`` the ``../shared/models`` prefix of a pretrained
+teacher's file (FEED's ``pretrained_students``), ``--subset`` / ``--test-subset`` the data sizes, ``--epochs`` the
 schedule (every model ``N``; ``--student-epochs`` the students' own), ``--optimizer`` and
 ``--lr`` every model's optimiser, and
 each seed ``s`` shifts every seed of the config by ``s``. Each seed is a full run with its
@@ -32,6 +33,7 @@ from deepmimic.pipelines.variation import Variation
 from deepmimic.yaml_safe import load_yaml
 
 SHARED_DATA = "../shared/data"
+SHARED_MODELS = "../shared/models"
 BUILTIN = "deepmimic.builtin_configs"
 # experiment -> dataset -> shipped config name
 CONFIGS: dict[str, dict[str, str]] = {
@@ -40,7 +42,7 @@ CONFIGS: dict[str, dict[str, str]] = {
 }
 TITLES = {
     "imitation-table": "Imitation game, Table 1: Rec, Rec+Der, Adv, All, beside KD and soft labels",
-    "feed-tables": "FEED, Tables 1, 2, 4: scratch, ensemble, KD, pFEED, sFEED",
+    "feed-tables": "FEED, Tables 1, 2, 4: scratch, ensemble, KD, pFEED, sFEED (with and without the paraphraser)",
 }
 
 
@@ -69,6 +71,11 @@ def _adjusted(raw: dict[str, Any], opts: SweepOptions, seed: int, run_dir: Path)
         if value is not None:
             data[key] = value
     raw["data"] = data
+    if raw.get("pretrained_students"):
+        raw["pretrained_students"] = [
+            {**student, "pretrained": _moved_models(str(student.get("pretrained", "")), opts.models_dir)}
+            for student in raw["pretrained_students"]
+        ]
     train = dict(raw.get("train") or {})
     train["seed"] = int(train.get("seed", 0)) + seed
     if opts.optimizer is not None:
@@ -80,6 +87,16 @@ def _adjusted(raw: dict[str, Any], opts: SweepOptions, seed: int, run_dir: Path)
         seed=seed, epochs=opts.epochs, student_epochs=opts.student_epochs, model_options=opts.model_options
     )
     return get_pipeline(raw.get("pipeline", DEFAULT_PIPELINE), raw["name"]).vary(raw, variation)
+
+
+def _moved_models(spec: str, models_dir: str) -> str:
+    """A pretrained spec (``ARCH:PATH`` or ``PATH``) with the ``../shared/models`` prefix of its file replaced."""
+    arch, sep, path = spec.partition(":")
+    if sep and path.startswith(SHARED_MODELS):
+        return f"{arch}:{Path(models_dir) / path[len(SHARED_MODELS) :].lstrip('/')}"
+    if spec.startswith(SHARED_MODELS):
+        return str(Path(models_dir) / spec[len(SHARED_MODELS) :].lstrip("/"))
+    return spec
 
 
 def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | None = None) -> dict[str, Any]:
@@ -115,4 +132,4 @@ def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | 
         "notes": [f"Shipped config `{path.name}` (see `configs/`), adjusted by the command's options."],
         "rows": [row],
     }
-    return write_summary(out, summary)
+    return write_summary(out, summary, report=opts.report)

@@ -99,4 +99,4 @@ def run_inference_time(opts: SweepOptions, repeats: int = 5, batch_size: int = 2
         "environment": describe_environment(_devices()[-1]),
         "rows": rows,
     }
-    return write_summary(Path(opts.out) / "inference-time", summary)
+    return write_summary(Path(opts.out) / "inference-time", summary, report=opts.report)

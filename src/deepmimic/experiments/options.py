@@ -21,6 +21,7 @@ class SweepOptions:
     """What ``deepmimic reproduce`` takes: where the data is, how big, how long, how often."""
 
     data_dir: str = "../shared/data"
+    models_dir: str = "../shared/models"  # replaces the ../shared/models prefix of a config's pretrained teachers
     out: str = "runs/reproduce"
     epochs: int | None = None  # mentor epochs; None: the recipe's (experiments/recipes.py), or a config's own
     student_epochs: int | None = None  # None: the same as the mentor (the paper's recipe)
@@ -33,6 +34,8 @@ class SweepOptions:
     students: str | None = None  # student letters, e.g. "ab"; default: the whole ladder, "a" for sweeps
     one_hot: bool = True  # ladders: also train each student on the true labels of the same 80%
     resume: bool = False  # reuse finished points, continue interrupted ones from their checkpoints
+    eval_every: int | str | None = None  # every model's train.eval_every (N or "auto"); None: the config's own
+    report: bool = True  # False: no per-point reports and no sweep report (summary.json / summary.md still written)
     command: str | None = None  # the command line, recorded in the summary and reports
     data_name: str | None = None  # override the reader (e.g. "npz" for tests)
     data_root: str | None = None  # override the path (file or folder)
@@ -61,3 +64,9 @@ def check_options(opts: SweepOptions) -> None:
         raise ConfigError(f"--optimizer must be sgd or adam, got '{opts.optimizer}'")
     if opts.lr is not None and not opts.lr > 0:
         raise ConfigError(f"--lr must be > 0, got {opts.lr}")
+    if (
+        opts.eval_every is not None
+        and opts.eval_every != "auto"
+        and not (isinstance(opts.eval_every, int) and not isinstance(opts.eval_every, bool) and opts.eval_every >= 1)
+    ):
+        raise ConfigError(f"--eval-every must be 'auto' or an integer >= 1, got {opts.eval_every!r}")

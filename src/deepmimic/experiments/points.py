@@ -17,27 +17,45 @@ from deepmimic.experiments.options import SweepOptions
 from deepmimic.io_utils import write_json, write_text
 from deepmimic.pipelines.registry import pipeline_of, pipeline_of_results
 from deepmimic.pipelines.resume_guard import check_finished_run
-from deepmimic.report.build import build_report
 from deepmimic.report.run_data import read_results
 from deepmimic.report.sweep import summary_table
 
 
-def write_summary(out: Path, summary: dict[str, Any]) -> dict[str, Any]:
-    """Write summary.json, summary.md and the sweep report into ``out``; returns ``summary``."""
+def write_summary(out: Path, summary: dict[str, Any], report: bool = True) -> dict[str, Any]:
+    """Write summary.json, summary.md and (unless ``report`` is False) the sweep report into ``out``;
+    returns ``summary``."""
     write_json(out / "summary.json", summary)
     write_text(out / "summary.md", summary_table(summary) + "\n")
-    build_report(out)
+    if report:
+        _build_report(out)
     return summary
+
+
+def _build_report(folder: Path) -> None:
+    from deepmimic.report.build import build_report  # noqa: PLC0415 (matplotlib only when a report is drawn)
+
+    build_report(folder)
+
+
+def train_overrides(opts: SweepOptions) -> dict[str, Any]:
+    """The training settings ``reproduce`` flags set on every model of every point (``--eval-every``)."""
+    return {"eval_every": opts.eval_every} if opts.eval_every is not None else {}
 
 
 def run_point(
     raw: dict[str, Any], run_dir: Path, mentor_from: Path | None, opts: SweepOptions, progress: bool | None, where: str
 ) -> dict[str, Any]:
-    """One pipeline run of a sweep; a finished run is read back when resuming."""
+    """One pipeline run of a sweep; a finished run is read back when resuming.
+
+    ``opts.eval_every`` is set on every model of the point (a stage's own ``train:`` block
+    included); ``opts.report`` False skips the point's report.
+    """
+    config = parse_config(raw, source=raw["name"], train_overrides=train_overrides(opts))
     if opts.resume and (run_dir / "results.json").exists():
-        check_finished_run(run_dir, parse_config(raw, source=raw["name"]).model_dump(mode="json"), where)
+        check_finished_run(run_dir, config.model_dump(mode="json"), where)
         print(f"[reproduce] {where}: finished earlier, reading {run_dir / 'results.json'}", flush=True)
-        build_report(run_dir)  # with this version's report layout
+        if opts.report:
+            _build_report(run_dir)  # with this version's report layout
         return read_results(run_dir / "results.json")
     resume = opts.resume
     if mentor_from is not None and not (run_dir / "mentor" / "checkpoint.pt").exists():
@@ -46,9 +64,9 @@ def run_point(
         resume = True
     command = f"{opts.command}  # {where}" if opts.command else None
     advice = f"use a new --out, or remove {run_dir} to rerun this point"
-    config = parse_config(raw, source=raw["name"])
     results = pipeline_of(config).run(config, resume=resume, progress=progress, command=command, resume_advice=advice)
-    build_report(run_dir)
+    if opts.report:
+        _build_report(run_dir)
     return results
 
 

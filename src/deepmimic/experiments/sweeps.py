@@ -211,4 +211,4 @@ def run_sweep(experiment: str, opts: SweepOptions, progress: bool | None = None)
         "notes": notes,
         "rows": rows,
     }
-    return write_summary(out, summary)
+    return write_summary(out, summary, report=opts.report)

@@ -6,6 +6,9 @@ writes the probabilities (N, K) float32 to a ``.npy`` atomically. Killed at any 
 run again with the same arguments, it resumes: no answered row is sent again and none is
 lost. The query budget counts the rows in the log from earlier sessions too; when it runs
 out, labelling stops cleanly, the log keeps what was answered and the summary says so.
+Rows are asked in row order, or in a given ``order`` (a permutation, e.g. a seeded random
+one): a budget then buys the first rows of that order, and a rerun with the same order
+asks for exactly the rows the first session did not get to.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ def label_dataset(
     budget: int | None = None,
     stream: TextIO | None = None,
     every_rank: bool = False,
+    order: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """Label uint8 ``images`` (N, C, H, W) with ``teacher``; write probabilities (N, K) to ``out_path``.
 
@@ -68,6 +72,8 @@ def label_dataset(
             earlier sessions (default: the teacher's ``budget`` attribute, if any; None = no limit).
         stream: where progress goes (default stderr).
         every_rank: write ``out_path`` on every rank (a shard of :func:`label_dataset_sharded`).
+        order: int64 (N,), a permutation of the rows: the order they are asked in (default row
+            order); with a budget, the rows answered are the first ones of this order.
 
     Returns a summary: ``rows`` (N), ``labeled`` (rows with an answer now), ``from_log``
     (answered in earlier sessions), ``queried`` (answered in this one), ``budget``,
@@ -84,6 +90,10 @@ def label_dataset(
         budget = getattr(teacher, "budget", None)
     if budget is not None and budget < 0:
         raise TeacherError(f"the query budget must be non-negative, got {budget}")
+    if order is not None:
+        order = order.to(torch.int64).reshape(-1)
+        if order.numel() != n or not torch.equal(order.sort().values, torch.arange(n)):
+            raise TeacherError(f"the query order must be a permutation of the {n} rows")
     out = Path(out_path)
     log_file = Path(log_path) if log_path is not None else default_log_path(out)
     if log_file.resolve() == out.resolve():
@@ -92,7 +102,16 @@ def label_dataset(
     identity = str(getattr(teacher, "identity", teacher.source))  # what the log must have been written by
     with QueryLog(log_file, source=identity, num_classes=k, num_rows=n, fingerprint=fingerprint_images(images)) as log:
         from_log = log.count
-        todo = torch.nonzero(~log.answered).reshape(-1)  # (M,) rows without an answer, in order
+        if order is None:
+            todo = torch.nonzero(~log.answered).reshape(-1)  # (M,) rows without an answer, in order
+        else:
+            todo = order[~log.answered[order]]  # (M,) rows without an answer, in the given order
+            if budget is not None and from_log < budget and bool(log.answered[order[budget:]].any()):
+                raise TeacherError(
+                    f"{log_file}: the query log holds answers for rows outside the first {budget} of this query "
+                    "order (asked in another order: another seed or budget order?); resume with the same ones, "
+                    "or start in a new output folder"
+                )
         allowed = todo.numel() if budget is None else max(0, min(todo.numel(), budget - from_log))
         stopped_by_teacher = False
         if allowed:
@@ -141,6 +160,7 @@ def label_dataset_sharded(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool | None = None,
     budget: int | None = None,
+    order: torch.Tensor | None = None,
 ) -> dict[str, Any]:
     """:func:`label_dataset` split across the ranks of a torchrun job, merged into one file.
 
@@ -149,20 +169,29 @@ def label_dataset_sharded(
     and gets its block's share of the budget. Once every shard is complete, rank 0
     concatenates them in row order into ``out_path`` (atomically) and removes the shards;
     the logs stay, so a rerun with the same number of processes resumes each block.
-    Without torchrun this is :func:`label_dataset`.
+    ``order`` (a permutation of all rows) is followed within each block. Without torchrun
+    this is :func:`label_dataset`.
     """
     r, w, n = distributed.rank(), distributed.world_size(), int(images.shape[0])
     log = Path(log_path) if log_path is not None else default_log_path(out_path)
     _refuse_other_layouts(log, w)
     if w == 1:
-        return label_dataset(teacher, images, out_path, log, batch_size, progress, budget)
+        return label_dataset(teacher, images, out_path, log, batch_size, progress, budget, order=order)
     quiet = None if distributed.is_main() else open(os.devnull, "w")  # noqa: SIM115 - closed below
     try:
         if isinstance(getattr(teacher, "num_rows", None), int):
             # A predictions file answers by row and costs no queries: every rank reads it
             # whole (its own log); rank 0 writes the output.
             summary = label_dataset(
-                teacher, images, out_path, shard_path(log, r, w), batch_size, progress, budget, stream=quiet
+                teacher,
+                images,
+                out_path,
+                shard_path(log, r, w),
+                batch_size,
+                progress,
+                budget,
+                stream=quiet,
+                order=order,
             )
             distributed.barrier()
             return summary
@@ -175,6 +204,10 @@ def label_dataset_sharded(
             if hasattr(teacher, "budget"):
                 teacher.budget = share  # type: ignore[union-attr]  # each process may send only its share
         start, stop = distributed.shard_range(n)
+        local_order = None
+        if order is not None:  # this block's rows, in the order they come in ``order``
+            order = order.to(torch.int64).reshape(-1)
+            local_order = order[(order >= start) & (order < stop)] - start
         summary = label_dataset(
             teacher,
             images[start:stop],
@@ -185,6 +218,7 @@ def label_dataset_sharded(
             share,
             stream=quiet,
             every_rank=True,
+            order=local_order,
         )
     finally:
         if quiet is not None:

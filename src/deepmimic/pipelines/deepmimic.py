@@ -8,7 +8,6 @@ evaluate mentor and students on the real test set -> results.json and table.md.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from deepmimic.models import count_macs, count_parameters, create_model
 from deepmimic.models.description import ModelDescription
 from deepmimic.pipelines.deepmimic_config import MentorStage, PipelineConfig
 from deepmimic.pipelines.deepmimic_view import DeepMimicView
+from deepmimic.pipelines.pretrained_record import pretrained_record
 from deepmimic.pipelines.resume_guard import Stage, check_resume, clear_stages, data_record, record_inputs, train_record
 from deepmimic.teachers.cached import CachedTeacher
 from deepmimic.teachers.module import ModuleTeacher
@@ -139,8 +139,7 @@ def _stage_record(stage: ModelStage) -> dict[str, Any]:
     """Model, method, targets and the training settings that change what a stage computes."""
     pretrained = getattr(stage, "pretrained", None)
     if pretrained:  # used as it is: what it is and the bytes it was read from
-        options = stage.pretrained_options  # type: ignore[attr-defined]
-        return {"pretrained": pretrained, "pretrained_options": options, "file": _file_digest(pretrained)}
+        return pretrained_record(pretrained, stage.pretrained_options)  # type: ignore[attr-defined]
     return {
         "model": stage.model,
         "model_options": stage.model_options,
@@ -149,18 +148,6 @@ def _stage_record(stage: ModelStage) -> dict[str, Any]:
         "teacher": stage.teacher,
         "train": train_record(stage.train),
     }
-
-
-def _file_digest(spec: str) -> str | None:
-    """SHA-256 of the file a pretrained spec reads (``ARCH:PATH``, ``.ts``, ``.pt2``), or None for an entry point."""
-    path = Path(spec.partition(":")[2] if ":" in spec and not Path(spec).is_file() else spec).expanduser()
-    if not path.is_file():
-        return None
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def stage_plan(config: PipelineConfig, data: PreparedData) -> list[Stage]:

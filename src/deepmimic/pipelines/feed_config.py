@@ -1,21 +1,34 @@
 """Configuration of the FEED experiments (FEED paper, Tables 1-5), validated strictly.
 
-The models to train are data: scratch seeds, a list of students taught by the scratch
-models' ensemble, and an optional sequence of generations. Each student names a method
-and its ``method_options``, exactly as a DeepMimic student does; the method's constructor
-holds every default (see :mod:`deepmimic.methods`), so the FEED paper's values (beta 500,
-T = 4, KD's hard-label weight 1) are written in the shipped configs, not here.
+The models to train are data: scratch seeds, a list of students taught by (some of) the
+scratch models' ensemble, a list of sequences of generations (sFEED), and a list of
+students taught by a pretrained model. Each student names a method and its
+``method_options``, exactly as a DeepMimic student does; the method's constructor holds
+every default (see :mod:`deepmimic.methods`), so the FEED paper's values (beta 500, T = 4,
+KD's hard-label weight 1, the paraphraser's recipe) are written in the shipped configs, not here.
 
     pipeline: feed
     scratch_seeds: [0, 1, 2]
     student_seed: 100
-    ensemble_students:          # taught by the ensemble of the scratch models (Table 4)
+    ensemble_students:          # taught by the ensemble of the first `members` scratch models (Table 4)
       - {name: KD from ensemble, method: kd, method_options: {temperature: 4.0, alpha: 1.0}}
-      - {name: "pFEED (k={k})", method: pfeed, method_options: {beta: 500.0}}
+      - {name: "pFEED (k={k})", members: 2, method: pfeed, method_options: {beta: 500.0}}
+      - {name: "pFEED (k={k})", members: 3, method: pfeed, method_options: {beta: 500.0}}
     sequential:                 # sFEED: generation n learns from generation n-1 (Tables 1-3)
-      stacks: 3
-      method: factor_transfer
-      method_options: {beta: 500.0, paraphraser: true, paraphraser_epochs: 5}
+      - name: "sFEED stack {stack}"
+        stacks: 3
+        method: factor_transfer
+        method_options: {beta: 500.0, paraphraser: false}
+      - name: "sFEED+P stack {stack}"
+        stacks: 3
+        method: factor_transfer
+        method_options: {beta: 500.0, paraphraser: true, rate: 1.0}
+    pretrained_students:        # taught by one pretrained model (its own row: kind "pretrained")
+      - name: KD from ResNet-32
+        pretrained: resnet32:../shared/models/akamaster-resnet-cifar10/resnet32-d509ac18.th
+        pretrained_options: {mean: "0.485,0.456,0.406", std: "0.229,0.224,0.225"}
+        method: kd
+        method_options: {temperature: 4.0, alpha: 1.0}
 
 Option names and values are checked against the method's constructor before the run
 loads data or writes anything (:func:`deepmimic.pipelines.feed.run_feed`); a bad one fails
@@ -33,16 +46,17 @@ from deepmimic.config_schema import DataConfig, PaperReference
 from deepmimic.engine.settings import StrictModel, TrainSettings
 from deepmimic.pipelines.variation import Variation, shifted_seed
 
-K_PLACEHOLDER = "{k}"  # in an ensemble student's name: the number of scratch models
+K_PLACEHOLDER = "{k}"  # in an ensemble student's name: the number of scratch models that teach it
 STACK_PLACEHOLDER = "{stack}"  # in the sequential name: the generation's number (2..stacks)
 
 
 class EnsembleStudent(StrictModel):
-    """A fresh student (seed ``student_seed``) taught by the ensemble of the scratch models
-    (Table 4): KD from the ensemble, pFEED, or any method an ensemble teacher can serve.
-    Its row's ``kind`` in results.json is the method's name."""
+    """A fresh student (seed ``student_seed``) taught by the ensemble of the first ``members``
+    scratch models (default: all of them; Table 4): KD from the ensemble, pFEED, or any method
+    an ensemble teacher can serve. Its row's ``kind`` in results.json is the method's name."""
 
-    name: str = Field(min_length=1)  # "{k}" becomes the number of scratch models: "pFEED (k={k})"
+    name: str = Field(min_length=1)  # "{k}" becomes its number of teachers: "pFEED (k={k})"
+    members: int | None = Field(None, ge=1)  # the first `members` scratch models teach it; None: all
     method: str
     method_options: dict[str, Any] = Field(default_factory=dict)
 
@@ -51,14 +65,14 @@ class EnsembleStudent(StrictModel):
 
 
 class SequentialStudents(StrictModel):
-    """sFEED (Tables 1-3): generation 1 is the scratch model of the first seed; generation n
-    (2..``stacks``) is a fresh student (seed ``student_seed + n``) taught by generation n-1
-    alone. Its rows' ``kind`` in results.json is ``sfeed``."""
+    """One sFEED sequence (Tables 1-3): generation 1 is the scratch model of the first seed;
+    generation n (2..``stacks``) is a fresh student (seed ``student_seed + n``) taught by
+    generation n-1 of the same sequence alone. Its rows' ``kind`` in results.json is ``sfeed``."""
 
+    name: str = f"sFEED stack {STACK_PLACEHOLDER}"
     stacks: int = Field(ge=1, le=5)  # generations in all, generation 1 included
     method: str
     method_options: dict[str, Any] = Field(default_factory=dict)
-    name: str = f"sFEED stack {STACK_PLACEHOLDER}"
 
     @field_validator("name")
     @classmethod
@@ -71,8 +85,24 @@ class SequentialStudents(StrictModel):
         return self.name.replace(STACK_PLACEHOLDER, str(stack))
 
 
+class PretrainedStudent(StrictModel):
+    """A fresh student (seed ``student_seed``) taught by one pretrained model used as it is
+    (``pretrained``: a teacher spec of :mod:`deepmimic.teachers.pretrained`, e.g.
+    ``resnet32:resnet32.th``, with ``pretrained_options`` such as its input ``mean`` and
+    ``std``). The teacher sees the pipeline's normalised batches renormalised to its own
+    statistics, frozen, in eval mode. Its row's ``kind`` is ``<method>-pretrained``; the
+    teacher has a row of its own (kind ``pretrained``, not trained)."""
+
+    name: str = Field(min_length=1)
+    pretrained: str = Field(min_length=1)
+    pretrained_options: dict[str, str | int | float] = Field(default_factory=dict)  # teacher options: mean, std, ...
+    method: str
+    method_options: dict[str, Any] = Field(default_factory=dict)
+
+
 class FeedConfig(StrictModel):
-    """Scratch models (several seeds; their ensemble), students of the ensemble, sFEED generations."""
+    """Scratch models (several seeds; their ensemble), students of the ensemble, sFEED sequences,
+    students of pretrained models."""
 
     pipeline: Literal["feed"] = "feed"
     name: str = "feed"
@@ -84,7 +114,8 @@ class FeedConfig(StrictModel):
     scratch_seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
     student_seed: PositiveInt = 100  # initial weights of the ensemble's students and sFEED generations 2..
     ensemble_students: list[EnsembleStudent] = Field(default_factory=list)
-    sequential: SequentialStudents | None = None
+    sequential: list[SequentialStudents] = Field(default_factory=list)
+    pretrained_students: list[PretrainedStudent] = Field(default_factory=list)
     paper: PaperReference | None = None
 
 

@@ -1,7 +1,9 @@
 """How a FEED run reads back into a report (results.json with ``rows``, one per model).
 
 Curves are in ``<slug>/metrics.jsonl``, one folder per trained model; the ensemble row has
-none (it averages the scratch models). The paper reports test error, so the tables show both.
+none (it averages the scratch models), nor has a pretrained teacher's row (kind
+``pretrained``: evaluated as it is, not trained). The paper reports test error, so the
+tables show both.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from deepmimic.io_utils import slugify
 from deepmimic.report.blocks import Table, cell, count, delta, num, paper_pct, pct
 from deepmimic.report.run_data import ModelRun, RunData, read_metrics
 from deepmimic.report.views import RunView, require
+
+UNTRAINED = ("ensemble", "pretrained")  # row kinds of models not trained by the run
 
 
 def feed_table(results: dict[str, Any]) -> str:
@@ -28,7 +32,7 @@ def feed_table(results: dict[str, Any]) -> str:
 
 
 class FeedView(RunView):
-    """Scratch models, their ensemble, KD, pFEED and sFEED generations: one row each."""
+    """Scratch models, their ensemble, KD, pFEED, sFEED generations, pretrained teachers and their students."""
 
     title = "FEED"
 
@@ -47,7 +51,7 @@ class FeedView(RunView):
         data = (run.results.get("data") or {}).get("name", "?")
         scored = [m for m in run.models if num(m.summary.get("accuracy")) is not None]
         text = f"FEED run on `{data}` with `{run.results.get('model', '?')}`."
-        best = self.best([m for m in scored if m.role != "ensemble"])
+        best = self.best([m for m in scored if m.role not in UNTRAINED])
         if best is not None:
             text += (
                 f" Best trained model: **{best.name}** at {pct(best.summary['accuracy'])} test accuracy "
@@ -55,6 +59,8 @@ class FeedView(RunView):
             )
         for ensemble in (m for m in scored if m.role == "ensemble"):
             text += f" {ensemble.name} (the reference): {pct(ensemble.summary['accuracy'])}."
+        for teacher in (m for m in scored if m.role == "pretrained"):
+            text += f" {teacher.name}, a teacher used as it is: {pct(teacher.summary['accuracy'])}."
         return text
 
     def results_table(self, run: RunData) -> Table:
@@ -104,8 +110,8 @@ class FeedView(RunView):
         return items
 
     def train_settings(self, run: RunData, model: ModelRun) -> dict[str, Any]:
-        if model.role == "ensemble":
-            return {}  # not trained: averages the scratch models' outputs
+        if model.role in UNTRAINED:
+            return {}  # not trained: averages the scratch models' outputs, or a pretrained model used as it is
         settings = dict((run.config or {}).get("train") or {})
         if model.summary.get("seed") is not None:
             settings["seed"] = model.summary["seed"]

@@ -12,7 +12,9 @@ results.json, report.md / report.html.
 
 Queries: every unlabelled image once, plus every test image once (to measure agreement);
 both counts are recorded. A query budget that runs out stops labelling cleanly; the student
-then trains on the rows that were answered.
+then trains on the rows that were answered: the first ``budget`` rows in file order
+(``budget_order: file``), or a random sample drawn with ``train.seed`` (``random``; the
+rows are asked in a seeded random order, so a resumed run asks for the same ones).
 """
 
 from __future__ import annotations
@@ -52,14 +54,29 @@ def _answered(summary: dict[str, Any], num_classes: int) -> tuple[torch.Tensor, 
     return rows, probs
 
 
+def budget_order(rows: int, config: MimicConfig) -> torch.Tensor | None:
+    """The order the unlabelled rows are asked in: None (file order), or for ``budget_order:
+    random`` with a budget a permutation drawn from ``train.seed`` alone (the same on every run)."""
+    if config.budget is None or config.budget_order == "file":
+        return None
+    generator = torch.Generator().manual_seed(config.train.seed)
+    return torch.randperm(rows, generator=generator)
+
+
 def _label(
-    teacher: Any, images: torch.Tensor, path: Path, budget: int | None, config: MimicConfig, what: str
+    teacher: Any,
+    images: torch.Tensor,
+    path: Path,
+    budget: int | None,
+    config: MimicConfig,
+    what: str,
+    order: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Label ``images`` through the teacher's query log; (answered rows, their probs, summary)."""
     print(f"[mimic] labelling {len(images)} {what} images with {teacher.source}", flush=True)
     # Under torchrun each rank asks about its own block of rows (its own query log).
     summary = label_dataset_sharded(
-        teacher, images, path, default_log_path(path), batch_size=config.label_batch_size, budget=budget
+        teacher, images, path, default_log_path(path), batch_size=config.label_batch_size, budget=budget, order=order
     )
     if summary["complete"]:
         import numpy as np  # noqa: PLC0415 (only here)
@@ -166,8 +183,9 @@ def _mimic(
 ) -> dict[str, Any]:
     settings = config.train
     t0 = time.perf_counter()
+    order = budget_order(len(unlabeled), config)
     rows, probs, train_queries = _label(
-        teacher, unlabeled, out / "teacher-probs.npy", config.budget, config, "unlabelled"
+        teacher, unlabeled, out / "teacher-probs.npy", config.budget, config, "unlabelled", order
     )
     label_time = time.perf_counter() - t0
     write_text(out / "config.yaml", yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))

@@ -33,6 +33,9 @@ class MimicConfig(StrictModel):
     label_only: bool = False  # the teacher returns only its top-1 class (one-hot targets)
     compare_label_only: bool = False  # also train a student on the top-1 class of the same answers
     budget: PositiveInt | None = None  # most unlabelled images the teacher may be asked about
+    # Which rows a budget asks about: "file" the first ``budget`` rows in the data's order,
+    # "random" a random sample drawn with train.seed (the same rows for the same seed, also on resume).
+    budget_order: Literal["file", "random"] = "file"
     subset: PositiveInt | None = None  # a random subset of the unlabelled images (no labels involved)
     evaluate_test: bool = True  # query the teacher on the test split too, to measure agreement
     label_batch_size: PositiveInt = 256

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from deepmimic.errors import DataError
-from deepmimic.report.plots import _png
+from deepmimic.report.plots import _png, new_figure
 
 EXAMPLES_FILE = "examples.npz"
 MAX_STUDENTS = 4  # rows of the figure: two per student
@@ -88,7 +87,7 @@ def examples_png(examples: Examples | None, class_names: Sequence[str] = ()) -> 
     ncols = max((len(items) for _, items in panels), default=0)
     if ncols == 0:
         return None
-    fig = Figure(figsize=(1.25 * ncols + 0.4, 1.75 * len(panels)), layout="constrained")
+    fig = new_figure(figsize=(1.25 * ncols + 0.4, 1.75 * len(panels)), layout="constrained")
     subfigs = np.atleast_1d(fig.subfigures(len(panels), 1))
     for subfig, (title, items) in zip(subfigs, panels):
         subfig.suptitle(title if items else f"{title}: none", fontsize=10, x=0.01, ha="left")

@@ -3,7 +3,9 @@
 Figures are drawn on :class:`matplotlib.figure.Figure` objects rendered by the Agg
 canvas directly, so no display is needed and pyplot's global state (and the
 caller's chosen backend) is never touched. PNGs are saved without a ``Software``
-tag or timestamp, so the same run gives byte-identical images.
+tag or timestamp, so the same run gives byte-identical images. matplotlib is imported
+only when a figure is drawn (:func:`new_figure`): importing this module, or building
+a report with nothing to draw, does not load it.
 """
 
 from __future__ import annotations
@@ -11,15 +13,14 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import PowerNorm
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, MaxNLocator
 
 from deepmimic.report.run_data import ModelRun, series
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DPI = 100
 MENTOR_COLOR = "#222222"
@@ -32,7 +33,16 @@ def _finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+def new_figure(**kwargs: Any) -> Figure:
+    """A :class:`matplotlib.figure.Figure` (matplotlib is imported here, on the first figure)."""
+    from matplotlib.figure import Figure  # noqa: PLC0415 (matplotlib only when something is drawn)
+
+    return Figure(**kwargs)
+
+
 def _png(fig: Figure) -> bytes:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: PLC0415
+
     FigureCanvasAgg(fig)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=DPI, metadata={"Software": None})
@@ -73,7 +83,9 @@ def curves_png(models: Sequence[ModelRun]) -> bytes | None:
     ]
     if not drawn:
         return None
-    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    from matplotlib.ticker import FuncFormatter, MaxNLocator  # noqa: PLC0415
+
+    fig = new_figure(figsize=(11, 4.6), layout="constrained")
     loss_ax, acc_ax = fig.subplots(1, 2)
     losses: list[float] = []
     for model, style in drawn:
@@ -132,11 +144,14 @@ def confusion_png(models: Sequence[ModelRun], class_names: Sequence[str] = ()) -
     panels = [(m, mat) for m in models if (mat := _matrix(m)) is not None]
     if not panels:
         return None
+    from matplotlib.colors import PowerNorm  # noqa: PLC0415
+    from matplotlib.ticker import MaxNLocator  # noqa: PLC0415
+
     ncols = min(len(panels), 4)
     nrows = math.ceil(len(panels) / ncols)
     k_max = max(mat.shape[0] for _, mat in panels)
     side = 3.4 if k_max <= 6 else 4.2
-    fig = Figure(figsize=(side * ncols + 0.9, side * nrows + 0.5), layout="constrained")
+    fig = new_figure(figsize=(side * ncols + 0.9, side * nrows + 0.5), layout="constrained")
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
     image = None
     for ax, (model, matrix) in zip(axes, panels):
@@ -195,7 +210,7 @@ def accuracy_png(
     values = [v for _, ours, paper in bars for v in (ours, paper) if v is not None]
     low = 0.0 if min(values) <= 50 else max(0.0, 5 * math.floor((min(values) - 3) / 5))
     height = 0.38 if has_paper else 0.6
-    fig = Figure(figsize=(9, 1.2 + 0.62 * len(bars) * (1.5 if has_paper else 1)), layout="constrained")
+    fig = new_figure(figsize=(9, 1.2 + 0.62 * len(bars) * (1.5 if has_paper else 1)), layout="constrained")
     ax = fig.subplots()
     positions = np.arange(len(bars))
     offset = height / 2 if has_paper else 0.0

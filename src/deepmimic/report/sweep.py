@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from deepmimic.errors import DataError
 from deepmimic.report.blocks import Block, Bullets, Code, Heading, Image, Paragraph, Table, count, duration
 from deepmimic.report.markdown import environment_items
-from deepmimic.report.plots import MENTOR_COLOR, PALETTE, _png, accuracy_png
+from deepmimic.report.plots import MENTOR_COLOR, PALETTE, _png, accuracy_png, new_figure
 from deepmimic.report.run_data import ModelRun
 
 SUMMARY_FILE = "summary.json"
@@ -160,7 +159,7 @@ def sweep_png(summary: dict[str, Any]) -> bytes | None:
     values = [r.get("value") for r in rows]
     numeric = all(isinstance(v, (int, float)) for v in values)
     x = np.array(values if numeric else range(len(rows)), dtype=float)
-    fig = Figure(figsize=(8.5, 4.6), layout="constrained")
+    fig = new_figure(figsize=(8.5, 4.6), layout="constrained")
     ax = fig.subplots()
     for i, name in enumerate(_models(summary)):
         color = MENTOR_COLOR if i == 0 else PALETTE[(i - 1) % len(PALETTE)]
@@ -194,7 +193,7 @@ def sweep_png(summary: dict[str, Any]) -> bytes | None:
 def _timing_png(summary: dict[str, Any]) -> bytes:
     rows = summary["rows"]
     devices = [k for k in rows[0] if k in ("cpu", "cuda")]
-    fig = Figure(figsize=(8, 1.2 + 0.6 * len(rows) * len(devices)), layout="constrained")
+    fig = new_figure(figsize=(8, 1.2 + 0.6 * len(rows) * len(devices)), layout="constrained")
     ax = fig.subplots()
     height = 0.8 / len(devices)
     for j, device in enumerate(devices):

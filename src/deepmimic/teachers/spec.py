@@ -75,7 +75,8 @@ def teacher_kind(spec: str) -> str:
         )
     raise TeacherError(
         f"teacher '{spec}': cannot tell what kind of teacher this is (expected a .onnx file, an http(s):// URL, "
-        "a .npy/.csv predictions file, a trained model directory, or a pretrained model: ARCH:CHECKPOINT, .ts, .pt2, module:factory)"
+        "a .npy/.csv predictions file, a trained model directory, "
+        "or a pretrained model: ARCH:CHECKPOINT, .ts, .pt2, module:factory)"
     )
 
 
