@@ -73,3 +73,15 @@ def test_a_mentor_is_trained_or_pretrained_not_both(tmp_path: Path) -> None:
     raw["mentor"]["pretrained"] = "x:y.pt"
     with pytest.raises(ConfigError, match="exactly one of 'model'"):
         parse_config(raw)
+
+
+def test_the_resume_record_of_an_entry_point_covers_its_weights_file(tmp_path: Path) -> None:
+    from deepmimic.pipelines.pretrained_record import pretrained_record  # noqa: PLC0415
+
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"one")
+    before = pretrained_record("mymodule:build", {"weights": str(weights)})["file"]
+    weights.write_bytes(b"two")
+    after = pretrained_record("mymodule:build", {"weights": str(weights)})["file"]
+    assert before is not None and after is not None and before != after  # other bytes: the students are stale
+    assert pretrained_record("mymodule:build", {})["file"] is None  # code only: nothing to hash

@@ -26,5 +26,11 @@ def file_digest(spec: str) -> str | None:
 
 
 def pretrained_record(spec: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"pretrained": spec, "pretrained_options": options, "file": SHA-256 or None}`` for a stage's inputs."""
-    return {"pretrained": spec, "pretrained_options": dict(options), "file": file_digest(spec)}
+    """``{"pretrained": spec, "pretrained_options": options, "file": SHA-256 or None}`` for a stage's inputs.
+
+    For an entry point (``module:factory``) the file is its ``weights=`` checkpoint, when given.
+    """
+    digest = file_digest(spec)
+    if digest is None and "weights" in options:
+        digest = file_digest(str(options["weights"]))
+    return {"pretrained": spec, "pretrained_options": dict(options), "file": digest}
