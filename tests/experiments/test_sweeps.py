@@ -294,3 +294,26 @@ def test_no_report_writes_the_summary_but_no_report_and_eval_every_reaches_every
         assert [r["epoch"] for r in lines if "test_accuracy" in r] == [2, 3], metrics
     assert main(["report", str(run)]) == 0 and (run / "report.html").exists()  # built later from the saved files
     assert main(["report", str(out)]) == 0 and (out / "report.html").exists()
+
+
+def test_points_choose_a_coarser_grid_from_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--points replaces the paper's grid (sorted, duplicates dropped); a value outside (0, 1) is one line, exit 2."""
+    seen: list[SweepOptions] = []
+
+    def fake(experiment: str, opts: SweepOptions, progress: bool | None = None) -> dict:
+        seen.append(opts)
+        raise ConfigError("stop here")
+
+    monkeypatch.setattr("deepmimic.experiments.run_experiment", fake)
+    assert main(["reproduce", "unbalanced-removal", "--points", "0.9,0.1,0.5"]) == 2
+    assert seen[0].points == (0.9, 0.1, 0.5)
+    assert main(["reproduce", "unbalanced-removal", "--points", "0.1,1.5"]) == 2
+    assert "between 0 and 1, got 1.5" in capsys.readouterr().err
+    monkeypatch.undo()
+    opts = SweepOptions(**{**options(tmp_path).__dict__, "seeds": 1, "epochs": 1, "points": (0.3, 0.1, 0.3)})
+    summary = run_experiment("unbalanced-removal", opts)
+    assert [row["point"] for row in summary["rows"]] == ["bound 10%", "bound 30%"]
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        run_experiment("split-ratio", SweepOptions(**{**opts.__dict__, "points": (0.0,)}))

@@ -77,6 +77,20 @@ def positive_float(text: str) -> float:
     return value
 
 
+def fractions(text: str) -> tuple[float, ...]:
+    """Comma-separated fractions strictly between 0 and 1, e.g. ``0.1,0.5,0.9`` (a sweep's grid)."""
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{part}'") from None
+        if not 0 < value < 1:
+            raise argparse.ArgumentTypeError(f"every point must be a fraction between 0 and 1, got {part}")
+        values.append(value)
+    return tuple(values)
+
+
 def int_between(low: int, high: int) -> Callable[[str], int]:
     """An argparse type for an integer in ``low..high`` (e.g. a batch that must fit in memory)."""
 

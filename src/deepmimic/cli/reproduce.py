@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from deepmimic.cli.options import EVAL_EVERY_HELP, command_line, eval_every, positive_float, positive_int
+from deepmimic.cli.options import EVAL_EVERY_HELP, command_line, eval_every, fractions, positive_float, positive_int
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -28,6 +28,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         one_hot=not args.no_one_hot,
         resume=args.resume,
         eval_every=args.eval_every,
+        points=args.points,
         report=not args.no_report,
         command=command_line(args),
     )
@@ -101,6 +102,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     repro.add_argument("--subset", type=positive_int, default=None, help="stratified training subset size")
     repro.add_argument("--test-subset", type=positive_int, default=None, help="stratified test subset size")
     repro.add_argument("--seeds", type=positive_int, default=1, help="runs per point (mean +- std)")
+    repro.add_argument(
+        "--points",
+        type=fractions,
+        default=None,
+        metavar="X,Y,...",
+        help="the sweep's x values as fractions, e.g. 0.1,0.5,0.9: labelled share (split-ratio), removal bound "
+        "(unbalanced-removal) or out-of-domain share (out-of-domain); default: the paper's grid",
+    )
     repro.add_argument(
         "--students",
         default=None,

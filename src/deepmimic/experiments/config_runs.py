@@ -27,7 +27,7 @@ import yaml
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError
 from deepmimic.experiments.options import SweepOptions
-from deepmimic.experiments.points import run_point, summarise, write_summary
+from deepmimic.experiments.points import finished_earlier, run_point, summarise, write_summary
 from deepmimic.pipelines.registry import DEFAULT_PIPELINE, get_pipeline
 from deepmimic.pipelines.variation import Variation
 from deepmimic.yaml_safe import load_yaml
@@ -106,8 +106,10 @@ def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | 
     shipped = load_yaml(path.read_text(encoding="utf-8"))
     out = Path(opts.out) / experiment
     runs: list[tuple[Path, dict[str, Any]]] = []
+    read_back = 0  # runs finished by an earlier invocation (--resume)
     for seed in range(opts.seeds):
         run_dir = out / f"seed-{seed}"
+        read_back += finished_earlier(run_dir, opts)
         raw = _adjusted(yaml.safe_load(yaml.safe_dump(shipped)), opts, seed, run_dir)  # a deep copy per seed
         runs.append((run_dir, run_point(raw, run_dir, None, opts, progress, f"seed {seed}")))
     paper = shipped.get("paper") or {}
@@ -127,6 +129,7 @@ def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | 
         "command": opts.command,
         "wall_time_s": time.perf_counter() - started,
         "runs_wall_time_s": sum(row["run_wall_time_s"]),
+        "read_back_runs": read_back,
         "environment": describe_environment(),
         "paper_source": paper.get("source"),
         "notes": [f"Shipped config `{path.name}` (see `configs/`), adjusted by the command's options."],

@@ -40,6 +40,7 @@ class SweepOptions:
     data_name: str | None = None  # override the reader (e.g. "npz" for tests)
     data_root: str | None = None  # override the path (file or folder)
     pool: str | None = None  # override the out-of-domain pool path
+    points: tuple[float, ...] | None = None  # the sweep's x values (fractions in (0, 1)); None: the paper's grid
     model_options: dict[str, Any] | None = None  # override every model's widths (tests use tiny models)
 
 
@@ -62,6 +63,12 @@ def check_options(opts: SweepOptions) -> None:
             raise ConfigError(f"{flag} must be >= 1, got {value}")
     if opts.optimizer is not None and opts.optimizer not in ("sgd", "adam"):
         raise ConfigError(f"--optimizer must be sgd or adam, got '{opts.optimizer}'")
+    if opts.points is not None:
+        if not opts.points:
+            raise ConfigError("--points needs at least one value")
+        bad = [p for p in opts.points if not 0 < p < 1]
+        if bad:
+            raise ConfigError(f"--points are fractions between 0 and 1 (exclusive), got {', '.join(map(str, bad))}")
     if opts.lr is not None and not opts.lr > 0:
         raise ConfigError(f"--lr must be > 0, got {opts.lr}")
     if (

@@ -42,6 +42,11 @@ def train_overrides(opts: SweepOptions) -> dict[str, Any]:
     return {"eval_every": opts.eval_every} if opts.eval_every is not None else {}
 
 
+def finished_earlier(run_dir: Path, opts: SweepOptions) -> bool:
+    """True when ``run_point`` will read the run back instead of training (``--resume`` and a results.json)."""
+    return opts.resume and (run_dir / "results.json").exists()
+
+
 def run_point(
     raw: dict[str, Any], run_dir: Path, mentor_from: Path | None, opts: SweepOptions, progress: bool | None, where: str
 ) -> dict[str, Any]:
@@ -51,7 +56,7 @@ def run_point(
     included); ``opts.report`` False skips the point's report.
     """
     config = parse_config(raw, source=raw["name"], train_overrides=train_overrides(opts))
-    if opts.resume and (run_dir / "results.json").exists():
+    if finished_earlier(run_dir, opts):
         check_finished_run(run_dir, config.model_dump(mode="json"), where)
         print(f"[reproduce] {where}: finished earlier, reading {run_dir / 'results.json'}", flush=True)
         if opts.report:

@@ -29,7 +29,7 @@ from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError
 from deepmimic.experiments.options import LADDERS, SweepOptions, mentor_epochs, student_epochs
 from deepmimic.experiments.paper_numbers import LADDER_TABLES, sweep_paper_row, sweep_source
-from deepmimic.experiments.points import run_point, runs_wall_time, summarise, write_summary
+from deepmimic.experiments.points import finished_earlier, run_point, runs_wall_time, summarise, write_summary
 from deepmimic.experiments.recipes import OUR_CHOICES, RECIPES, recipe_train
 
 RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5)
@@ -104,18 +104,24 @@ def _base_config(
     }
 
 
+def _grid(opts: SweepOptions, paper_grid: tuple[float, ...]) -> tuple[float, ...]:
+    """``--points`` in ascending order (a coarser grid for long runs), else the paper's grid."""
+    return tuple(sorted(set(opts.points))) if opts.points else paper_grid
+
+
 def _points(experiment: str, opts: SweepOptions) -> tuple[str, list[tuple[str, float | None, dict[str, Any]]]]:
     """(dataset, [(point label, x value, split changes)]) for an experiment."""
     if experiment in LADDER_EXPERIMENTS:
         return experiment.removeprefix("ladder-"), [("ladder", None, {})]
     if experiment == "split-ratio":
-        return opts.dataset, [(f"ratio {r:.0%}", r, {"labeled_fraction": r}) for r in RATIOS]
+        return opts.dataset, [(f"ratio {r:.0%}", r, {"labeled_fraction": r}) for r in _grid(opts, RATIOS)]
     if experiment == "unbalanced-removal":
-        return opts.dataset, [(f"bound {b:.0%}", b, {"removal_ratio_bound": b}) for b in REMOVAL_BOUNDS]
+        bounds = _grid(opts, REMOVAL_BOUNDS)
+        return opts.dataset, [(f"bound {b:.0%}", b, {"removal_ratio_bound": b}) for b in bounds]
     if experiment == "out-of-domain":
         pool = opts.pool or str(Path(opts.data_dir) / OOD_POOL)
         return opts.dataset, [
-            (f"ood {f:.0%}", f, {"out_of_domain": {"pool": pool, "fraction": f}}) for f in OOD_FRACTIONS
+            (f"ood {f:.0%}", f, {"out_of_domain": {"pool": pool, "fraction": f}}) for f in _grid(opts, OOD_FRACTIONS)
         ]
     raise ConfigError(f"unknown sweep '{experiment}'; known: {', '.join(SWEEPS)}")
 
@@ -134,6 +140,7 @@ def run_sweep(experiment: str, opts: SweepOptions, progress: bool | None = None)
     rows: list[dict[str, Any]] = []
     skipped: list[str] = []
     pool_problem = ""  # why out-of-domain points were skipped (the first refusal)
+    read_back = 0  # runs finished by an earlier invocation (--resume)
     for label, value, changes in points:
         runs: list[tuple[Path, dict[str, Any]]] = []
         if skipped and experiment == "out-of-domain":  # larger fractions need still more pool images
@@ -147,6 +154,7 @@ def run_sweep(experiment: str, opts: SweepOptions, progress: bool | None = None)
             raw["split"].update(changes)
             if ladder:
                 raw["paper"] = LADDER_TABLES[dataset]
+            read_back += finished_earlier(run_dir, opts)
             try:
                 runs.append(
                     (
@@ -206,6 +214,7 @@ def run_sweep(experiment: str, opts: SweepOptions, progress: bool | None = None)
         "command": opts.command,
         "wall_time_s": time.perf_counter() - started,
         "runs_wall_time_s": runs_wall_time(rows),
+        "read_back_runs": read_back,
         "environment": describe_environment(),
         "paper_source": paper_source,
         "notes": notes,

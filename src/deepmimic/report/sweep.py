@@ -279,9 +279,11 @@ def sweep_blocks(summary: dict[str, Any], figure: str | None) -> list[Block]:
     blocks += [Paragraph("Command:"), Code(str(command))] if command else [Paragraph("The command was not recorded.")]
     items = _scale_items(summary) + environment_items(summary.get("environment") or {}, summary.get("wall_time_s"))
     runs_total = summary.get("runs_wall_time_s")
-    if (
-        isinstance(runs_total, (int, float))
-        and abs(runs_total - float(summary.get("wall_time_s") or 0)) > 0.05 * runs_total
+    read_back = summary.get("read_back_runs")
+    if isinstance(runs_total, (int, float)) and (
+        read_back > 0
+        if isinstance(read_back, int)  # summaries before read_back_runs: guess from the times
+        else abs(runs_total - float(summary.get("wall_time_s") or 0)) > 0.05 * runs_total
     ):
         items.append(
             f"The runs' own wall times add up to {duration(runs_total)} "
