@@ -35,3 +35,24 @@ def test_a_builder_that_cannot_run_on_meta_is_left_to_the_real_build() -> None:
         return nn.Linear(2, 2)
 
     check_model_fits("custom", build, (1, 1, 2), memory=1)  # skipped, not refused
+
+
+def test_known_layers_are_bounded_without_the_slow_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 18: plain conv/linear models skip the meta forward (1.4 s per process); the bound is an upper bound."""
+    from deepmimic.models import size_guard
+
+    for name, shape in (("mnist-student-b", (1, 28, 28)), ("cifar10-mentor-dropout", (3, 32, 32))):
+        model = create_model(name)
+        bound = size_guard._activation_bound(model, shape)
+        assert bound is not None and bound >= size_guard._activation_elements(model, shape)
+    padded = nn.Sequential(nn.Conv2d(1, 4, 3, padding=5), nn.AdaptiveAvgPool2d(40), nn.Flatten(), nn.Linear(6400, 3))
+    assert size_guard._activation_bound(padded, (1, 8, 8)) >= size_guard._activation_elements(padded, (1, 8, 8))
+    assert size_guard._activation_bound(nn.Sequential(nn.Upsample(scale_factor=4)), (1, 8, 8)) is None
+
+    probes: list[object] = []
+    monkeypatch.setattr(size_guard, "_activation_elements", lambda *args: probes.append(args) or 0)
+    create_model("mnist-student-b")  # small: the bound decides
+    assert probes == []
+    create_model("c:8-c:8-s", (1, 64, 64), 2)  # also bounded; a custom module would be probed:
+    check_model_fits("custom", lambda: nn.Sequential(nn.Upsample(scale_factor=2)), (1, 8, 8), memory=10**9)
+    assert len(probes) == 1

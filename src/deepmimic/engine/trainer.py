@@ -50,7 +50,7 @@ from deepmimic.engine.optim import build_optimizer, build_scheduler
 from deepmimic.engine.progress import EpochProgress, print_epoch_line
 from deepmimic.engine.settings import TrainSettings
 from deepmimic.errors import ConfigError, TeacherError, TrainingError
-from deepmimic.eval.metrics import evaluate
+from deepmimic.eval.metrics import Evaluation, evaluate
 from deepmimic.io_utils import atomic_open
 from deepmimic.methods.base import Method
 from deepmimic.models.description import ModelDescription, weights_metadata
@@ -94,15 +94,15 @@ class SpeedPlan:
 
         "auto" choices, each from measurements (docs/scaling.md): bf16 only where the GPU
         computes it natively (Ampere and newer); channels_last on CUDA, and on the CPU for
-        conv nets (1.11-1.36x on the MNIST and CIFAR-10 ladder models; nothing to gain for
-        a net without Conv2d); GPU-resident data on CUDA.
+        nets with two or more Conv2d (1.11-1.36x on the MNIST and CIFAR-10 ladder models; a
+        single conv layer loses 4-8% to the layout change and the copy before its linear
+        layers, as in ``mnist-student-b``; nothing to gain without Conv2d); GPU-resident data on CUDA.
         """
         cuda = device.type == "cuda"
         native_bf16 = cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
         bf16 = settings.precision == "bf16" or (settings.precision == "auto" and native_bf16)
-        conv_on_cpu = (
-            device.type == "cpu" and model is not None and any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
-        )
+        convs = 0 if model is None else sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+        conv_on_cpu = device.type == "cpu" and convs >= 2
         channels_last = settings.channels_last is True or (settings.channels_last == "auto" and (cuda or conv_on_cpu))
         on_device = settings.data_on_device is True or (settings.data_on_device == "auto" and cuda)
         return cls(
@@ -132,10 +132,21 @@ class FitResult:
     """What :func:`fit` returns: per-epoch history and the final epoch's record."""
 
     history: list[dict[str, Any]] = field(default_factory=list)
+    # The last epoch's evaluation on the full test set, when this call ran that epoch (not when a
+    # finished run was read back on resume): pipelines reuse it instead of evaluating again.
+    final_evaluation: Evaluation | None = None
 
     @property
     def final(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
+
+    def final_test(
+        self, model: torch.nn.Module, test: ImageDataset, normalizer: Normalizer, device: torch.device
+    ) -> Evaluation:
+        """``model`` on the full ``test`` set: the last epoch's evaluation when fit made one, else a new one."""
+        if self.final_evaluation is not None and len(self.final_evaluation.predictions) == len(test.labels):
+            return self.final_evaluation
+        return evaluate(model, test.images, test.labels, normalizer, device)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -236,6 +247,8 @@ def fit(
                 method.student, on.images, on.labels, normalizer, device, settings.eval_batch_size, plan.memory_format
             )
             record.update(test_loss=ev.loss, test_accuracy=ev.accuracy, test_rows=len(on.labels))
+            if epoch == settings.epochs:  # on the full test set (curve points may use a subset)
+                result.final_evaluation = ev
         result.history.append(record)
         if distributed.is_main():
             print_epoch_line(label, epoch, settings.epochs, record)

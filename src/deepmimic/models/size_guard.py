@@ -62,6 +62,62 @@ def _activation_elements(model: nn.Module, in_shape: tuple[int, int, int]) -> in
     return total
 
 
+# Modules whose output is no wider than the widest conv/linear width times the (padded) input area.
+_SHAPE_KEEPING = (
+    nn.Conv2d,
+    nn.Linear,
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.ReLU,
+    nn.LeakyReLU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Softmax,
+    nn.LogSoftmax,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.MaxPool2d,
+    nn.AvgPool2d,
+    nn.AdaptiveAvgPool2d,
+    nn.Flatten,
+    nn.Identity,
+)
+
+
+def _activation_bound(model: nn.Module, in_shape: tuple[int, int, int]) -> int | None:
+    """An upper bound on :func:`_activation_elements` without a forward pass, or None when unsure.
+
+    The meta-device forward costs about 1.4 s the first time in a process (its linear
+    decomposition imports torch._dynamo), which every small run paid. For models built only
+    from :data:`_SHAPE_KEEPING` leaves no module output exceeds ``widest x height x width``
+    (padding counted as growth, adaptive pools at their output size) or the widest linear
+    layer, so ``modules x that`` bounds the total. Anything else (custom modules, upsampling)
+    returns None and gets the exact probe.
+    """
+    modules = list(model.modules())
+    channels, height, width = in_shape
+    widest, grow = channels, 0
+    for module in modules:
+        if list(module.children()):
+            continue  # containers: their output is one of their leaves' outputs
+        if not isinstance(module, _SHAPE_KEEPING):
+            return None
+        if isinstance(module, nn.Conv2d):
+            widest = max(widest, module.out_channels)
+        if isinstance(module, nn.Linear):
+            widest = max(widest, module.out_features)
+        if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)):
+            pad = module.padding
+            grow += 2 * max(pad if isinstance(pad, int) else max(pad) if isinstance(pad, tuple) else 0, 0)
+        if isinstance(module, nn.AdaptiveAvgPool2d):
+            size = module.output_size
+            for side in size if isinstance(size, tuple) else (size,):
+                grow = max(grow, (side or 0) - min(height, width))
+    return len(modules) * widest * (height + grow) * (width + grow)
+
+
 def check_model_fits(
     what: str, build: Callable[[], nn.Module], in_shape: tuple[int, int, int] | None, memory: int | None = None
 ) -> None:
@@ -89,6 +145,9 @@ def check_model_fits(
         )
     if in_shape is None:
         return
+    bound = _activation_bound(model, tuple(in_shape))
+    if bound is not None and bound * BYTES * 2 <= memory // 4:
+        return  # fits even at the bound: no probe needed
     try:
         elements = _activation_elements(model, tuple(in_shape))
     except Exception:  # noqa: BLE001 - shape errors are the real build's (or forward's) to report

@@ -31,11 +31,11 @@ from deepmimic.data.splits import (
     stratified_subset,
 )
 from deepmimic.engine.optim import resolve_device
-from deepmimic.engine.trainer import check_fit, fit
+from deepmimic.engine.trainer import FitResult, check_fit, fit
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError, TeacherError
 from deepmimic.eval.examples import EXAMPLES_FILE, pick_examples, save_examples
-from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
+from deepmimic.eval.metrics import agreement, confusion_matrix, relative_accuracy
 from deepmimic.io_utils import check_output_dir, make_output_dir, slugify, write_json, write_text
 from deepmimic.labelling.soft_label_cache import cached_soft_labels, soft_label_key
 from deepmimic.labelling.white_box import label_images
@@ -255,11 +255,12 @@ def run_pipeline(
     mentor = _mentor_model(config.mentor, data)
     mentor_info = _model_info(config.mentor, mentor, test.in_shape)
     t0 = time.perf_counter()
+    mentor_fit = FitResult()  # a pretrained mentor is evaluated as it is
     if not config.mentor.pretrained:
         mentor_method = create_method(config.mentor.method, mentor, **config.mentor.method_options)
         mentor_set = TrainingSet(data.split.labeled.images, {"labels": data.split.labeled.labels}, name="mentor")
         record_inputs(plan[0])
-        fit(
+        mentor_fit = fit(
             mentor_method,
             mentor_set,
             data.normalizer,
@@ -278,7 +279,7 @@ def run_pipeline(
             ),
         )
     mentor_time = time.perf_counter() - t0
-    mentor_eval = evaluate(mentor, test.images, test.labels, data.normalizer, device)
+    mentor_eval = mentor_fit.final_test(mentor, test, data.normalizer, device)
 
     # 2. Soft labels for the unlabelled part, computed once and cached.
     cache_dir = Path(config.cache_dir) if config.cache_dir else out / "soft-label-cache"
@@ -334,7 +335,7 @@ def run_pipeline(
         train_set = _one_hot_baseline_set(stage, data.student_images) if uses_labels else student_set
         record_inputs(planned)
         t0 = time.perf_counter()
-        fit(
+        fitted = fit(
             method,
             train_set,
             data.normalizer,
@@ -349,7 +350,7 @@ def run_pipeline(
             ),
         )
         train_time = time.perf_counter() - t0
-        ev = evaluate(student, test.images, test.labels, data.normalizer, device)
+        ev = fitted.final_test(student, test, data.normalizer, device)
         results["students"].append(
             {
                 **student_info,

@@ -308,7 +308,7 @@ def run_feed(
         settings = config.train.model_copy(update={"seed": stage.seed})
         record_inputs(planned)
         t0 = time.perf_counter()
-        fit(
+        fitted = fit(
             method,
             labelled,
             normalizer,
@@ -322,7 +322,7 @@ def run_feed(
                 config.model, test, config.model_options, name=stage.name, method=stage.method
             ),
         )
-        ev = evaluate(model, test.images, test.labels, normalizer, device)
+        ev = fitted.final_test(model, test, normalizer, device)
         rows.append(
             {
                 "name": stage.name,

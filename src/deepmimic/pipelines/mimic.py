@@ -34,7 +34,7 @@ from deepmimic.engine.optim import resolve_device
 from deepmimic.engine.trainer import check_fit, fit
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError, TeacherError
-from deepmimic.eval.metrics import agreement, confusion_matrix, evaluate, relative_accuracy
+from deepmimic.eval.metrics import agreement, confusion_matrix, relative_accuracy
 from deepmimic.io_utils import check_output_dir, make_output_dir, remove_empty_tree, slugify, write_json, write_text
 from deepmimic.labelling.black_box_job import default_log_path, label_dataset_sharded, read_answers
 from deepmimic.methods.registry import create_method
@@ -247,7 +247,7 @@ def _mimic(
             method=config.method,
             num_classes=teacher.num_classes,
         )
-        fit(
+        fitted = fit(
             method,
             TrainingSet(unlabeled[rows], {}, name="unlabelled"),
             normalizer,
@@ -271,7 +271,7 @@ def _mimic(
             "uses_true_labels": False,
         }
         if test is not None:
-            ev = evaluate(student, test.images, test.labels, normalizer, device)
+            ev = fitted.final_test(student, test, normalizer, device)
             entry.update(
                 ev.summary(), confusion=confusion_matrix(test.labels, ev.predictions, test.num_classes).tolist()
             )
