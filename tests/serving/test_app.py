@@ -15,11 +15,15 @@ import pytest
 import torch
 import uvicorn
 
+from deepmimic.cli import main
 from deepmimic.data.batches import Normalizer
+from deepmimic.errors import ConfigError
 from deepmimic.export import export_onnx
 from deepmimic.models import create_model
 from deepmimic.models.bundle import TrainedModel, save_bundle
 from deepmimic.serving import ServeError, create_app, encode_images, load_predictor, resolve_token
+from deepmimic.teachers.defences import parse_defence
+from deepmimic.teachers.label_only import one_hot_top1
 
 with warnings.catch_warnings():  # starlette's notice about its httpx-based client
     warnings.simplefilter("ignore")
@@ -65,6 +69,76 @@ def test_predict_returns_the_models_probabilities(trained: TrainedModel) -> None
 
 def test_info(trained: TrainedModel) -> None:
     assert _client(trained).get("/v1/info").json() == {"num_classes": K, "in_shape": list(IN_SHAPE), "model": "tiny"}
+
+
+def test_top1_answers_are_one_hot_and_info_shows_the_defence(trained: TrainedModel) -> None:
+    client = _client(trained, answer="top1")
+    images = _images(6, seed=1)
+    response = client.post("/v1/predict", json=encode_images(images))
+    assert response.status_code == 200, response.text
+    probs = torch.tensor(response.json()["probs"])
+    assert torch.equal(probs, one_hot_top1(trained.probs(images)))
+    assert client.get("/v1/info").json() == {
+        "num_classes": K,
+        "in_shape": list(IN_SHAPE),
+        "model": "tiny",
+        "answer": "top1",
+    }
+
+
+@pytest.mark.parametrize("spec", ["topk:2", "round:1", "Round:2"])
+def test_defended_answers_are_what_the_defence_gives(trained: TrainedModel, spec: str) -> None:
+    client = _client(trained, answer=spec)
+    images = _images(8, seed=2)
+    probs = torch.tensor(client.post("/v1/predict", json=encode_images(images)).json()["probs"])
+    assert torch.allclose(probs, parse_defence(spec).apply(trained.probs(images)), atol=1e-7)
+    # Still what the wire format promises (and HttpTeacher checks): finite, non-negative rows summing to 1.
+    assert bool(torch.isfinite(probs).all()) and bool((probs >= 0).all())
+    assert torch.allclose(probs.sum(1), torch.ones(8), atol=1e-5)
+    assert client.get("/v1/info").json()["answer"] == parse_defence(spec).name
+
+
+def test_a_defence_does_not_hide_a_broken_model() -> None:
+    def nan(images: torch.Tensor) -> torch.Tensor:
+        return torch.full((images.shape[0], K), float("nan"))
+
+    client = TestClient(create_app(nan, num_classes=K, in_shape=IN_SHAPE, model_name="x", answer="top1"))
+    response = client.post("/v1/predict", json=encode_images(_images(2)))
+    assert response.status_code == 500 and "invalid output" in response.json()["detail"]
+
+
+def test_a_bad_answer_spec_is_refused() -> None:
+    with pytest.raises(ConfigError, match="unknown defence 'bogus'"):
+        create_app(lambda x: x, num_classes=K, in_shape=IN_SHAPE, model_name="x", answer="bogus")
+
+
+def test_serve_answer_flag(
+    trained: TrainedModel, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    monkeypatch.delenv("DEEPMIMIC_SERVE_TOKEN", raising=False)
+    bundle = save_bundle(trained, tmp_path / "tiny.safetensors")
+    assert main(["serve", str(bundle), "--port", str(_free_port()), "--answer", "topk:2"]) == 0
+    assert "; answers topk:2, not the full probabilities" in capsys.readouterr().out
+    client = TestClient(seen["app"])  # type: ignore[arg-type]
+    assert client.get("/v1/info").json()["answer"] == "topk:2"
+    probs = torch.tensor(client.post("/v1/predict", json=encode_images(_images(3))).json()["probs"])
+    assert ((probs > 0).sum(1) <= 2).all() and torch.allclose(probs.sum(1), torch.ones(3), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [("bogus", "unknown defence 'bogus'; known: none, top1, topk:K or round:D"), ("topk:0", "topk takes an integer")],
+)
+def test_serve_with_a_bad_answer_exits_2_with_one_line(
+    spec: str, message: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: pytest.fail("the server started"))
+    assert main(["serve", "no/such/model", "--answer", spec]) == 2  # refused before the model is even looked at
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--answer" in err and message in err and err.count("\n") == 1, err
+    assert "Traceback" not in err
 
 
 def _body(**images: object) -> dict:

@@ -19,6 +19,16 @@ def _floats(text: str, flag: str) -> list[float]:
         raise CliUsageError(f"{flag} expects comma-separated numbers, got '{text}'") from None
 
 
+def answer_spec(text: str) -> str:
+    """An argparse type for ``--answer``: a defence spec (``none``, ``top1``, ``topk:K``, ``round:D``), normalised."""
+    from deepmimic.teachers.defences import parse_defence  # noqa: PLC0415 (torch only when used)
+
+    try:
+        return parse_defence(text).name
+    except DeepMimicError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from deepmimic.serving.server import serve  # noqa: PLC0415 (fastapi/uvicorn only when serving)
 
@@ -30,7 +40,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         "onnx_output": args.onnx_output,
     }
     serve(
-        args.model, host=args.host, port=args.port, token_env=args.token_env, max_batch=args.max_batch, **onnx_options
+        args.model,
+        host=args.host,
+        port=args.port,
+        token_env=args.token_env,
+        max_batch=args.max_batch,
+        answer=args.answer,
+        **onnx_options,
     )
     return 0
 
@@ -85,6 +101,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     serve.add_argument(
         "--max-batch", type=positive_int, default=1024, metavar="N", help="most images per request (default 1024)"
+    )
+    serve.add_argument(
+        "--answer",
+        type=answer_spec,
+        default="none",
+        metavar="SPEC",
+        help="what clients get back: none (the full probabilities, default), top1 (one-hot top class), "
+        "topk:K (the K largest, renormalised) or round:D (rounded to D decimals, renormalised); "
+        "deepmimic audit measures how much each one slows a copy",
     )
     onnx = serve.add_argument_group("ONNX files not written by deepmimic export")
     onnx.add_argument("--onnx-layout", choices=("NCHW", "NHWC"), default="NCHW", help="input layout (default NCHW)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepmimic.io_utils import atomic_open, write_text
+from deepmimic.report.audit import FIGURE, audit_blocks, audit_png, read_audit
+from deepmimic.report.audit_summary import AUDIT_FILE
 from deepmimic.report.blocks import Block
 from deepmimic.report.examples import examples_png, load_examples
 from deepmimic.report.html import render_html
@@ -33,6 +35,8 @@ def build_report(run_dir: str | Path) -> dict[str, Path]:
     """
     if not (Path(run_dir) / "results.json").exists() and (Path(run_dir) / SUMMARY_FILE).exists():
         return build_sweep_report(run_dir)
+    if not (Path(run_dir) / "results.json").exists() and (Path(run_dir) / AUDIT_FILE).exists():
+        return build_audit_report(run_dir)
     run = load_run(run_dir)
     drawn = {
         "accuracy.png": accuracy_png(run.models, run.paper.get("accuracy"), str(run.paper.get("source") or "")),
@@ -67,3 +71,10 @@ def build_sweep_report(out: str | Path) -> dict[str, Path]:
     png = sweep_png(summary)
     images = {"sweep.png": png} if png is not None else {}
     return _write_report(out, images, sweep_blocks(summary, "sweep.png" if png is not None else None))
+
+
+def build_audit_report(out: str | Path) -> dict[str, Path]:
+    """Write ``audit.png``, ``report.md`` and ``report.html`` of a ``deepmimic audit`` folder (from audit.json)."""
+    out = Path(out)
+    audit = read_audit(out)
+    return _write_report(out, {FIGURE: audit_png(audit)}, audit_blocks(audit, FIGURE))

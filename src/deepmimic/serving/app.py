@@ -7,7 +7,9 @@ Wire format (docs/wire-format.md; restated in docs/serving-and-export.md):
     {"images": {"shape": [B, C, H, W], "dtype": "uint8", "data": "<base64 of the C-order bytes>"}}
 
 answers 200 ``{"probs": [[p_1, ..., p_K], ...]}`` (B rows of K probabilities summing to 1).
-``GET /v1/info`` answers ``{"num_classes": K, "in_shape": [C, H, W], "model": "<name>"}``.
+``GET /v1/info`` answers ``{"num_classes": K, "in_shape": [C, H, W], "model": "<name>"}``, plus
+``"answer": "<spec>"`` when the answers are defended (``top1``, ``topk:K``, ``round:D``; see
+:mod:`deepmimic.teachers.defences`).
 With a token configured both need ``Authorization: Bearer <token>``.
 
 Errors are JSON ``{"detail": "<one line>"}``:
@@ -53,6 +55,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from deepmimic.errors import DeepMimicError
+from deepmimic.teachers.defences import Defence, parse_defence
 
 logger = logging.getLogger("deepmimic.serving")
 
@@ -224,6 +227,7 @@ def create_app(
     token: str | None = None,
     max_batch: int = 1024,
     max_body_bytes: int | None = None,
+    answer: str | Defence = "none",
 ) -> FastAPI:
     """A FastAPI app serving ``predict`` with the wire format above.
 
@@ -231,15 +235,20 @@ def create_app(
     ``max_batch``, and returns float probabilities (B, ``num_classes``); it runs in a worker
     thread. ``token``: when set (non-empty), every request needs ``Authorization: Bearer
     <token>`` (compared in constant time). ``max_body_bytes``: larger bodies get 413 (default:
-    room for ``max_batch`` images, see :func:`default_max_body_bytes`).
+    room for ``max_batch`` images, see :func:`default_max_body_bytes`). ``answer``: the defence
+    applied to the model's (checked) probabilities before they are returned, a spec for
+    :func:`~deepmimic.teachers.defences.parse_defence` (``none``, ``top1``, ``topk:K``,
+    ``round:D``; a bad one raises :class:`~deepmimic.errors.ConfigError`) or a ``Defence``.
     """
     in_shape = tuple(int(v) for v in in_shape)  # type: ignore[assignment]
     if len(in_shape) != 3 or min(in_shape) < 1 or num_classes < 1 or max_batch < 1:
         raise ValueError(f"bad serving setup: in_shape {in_shape}, num_classes {num_classes}, max_batch {max_batch}")
+    defence = answer if isinstance(answer, Defence) else parse_defence(answer)
     limit = default_max_body_bytes(max_batch, in_shape) if max_body_bytes is None else int(max_body_bytes)
     expected_token = token.encode("utf-8") if token else None
     app = FastAPI(title=f"deepmimic: {model_name}", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.model_name = model_name
+    app.state.answer = defence.name
     app.add_exception_handler(Exception, _internal_error)
 
     def check_auth(request: Request) -> None:
@@ -337,12 +346,17 @@ def create_app(
         if tuple(probs.shape) != (images.shape[0], num_classes) or not bool(torch.isfinite(probs).all()):
             logger.error("model returned %s %s for a batch of %d", probs.dtype, tuple(probs.shape), images.shape[0])
             raise _fail(500, f"model returned an invalid output of shape {tuple(probs.shape)}")
-        return probs.tolist()
+        with torch.inference_mode():  # after the check, so that a defence cannot hide a broken output
+            answers = defence.apply(probs)
+        return answers.tolist()
 
     @app.get(INFO_PATH)
     async def info(request: Request) -> dict[str, Any]:
         check_auth(request)
-        return {"num_classes": num_classes, "in_shape": list(in_shape), "model": model_name}
+        described: dict[str, Any] = {"num_classes": num_classes, "in_shape": list(in_shape), "model": model_name}
+        if defence.kind != "none":  # an undefended server answers as before
+            described["answer"] = defence.name
+        return described
 
     @app.post(PREDICT_PATH)
     async def predict_endpoint(request: Request) -> dict[str, Any]:

@@ -9,7 +9,9 @@ inside); any other ONNX classifier is served with the input convention given by
 ``onnx_layout`` (NCHW or NHWC), ``onnx_scale`` (pixels are multiplied by it; default: divided by 255),
 ``onnx_mean``/``onnx_std`` (per channel, applied after scaling) and ``onnx_output``
 (``logits``: softmax applied; ``probs``: used as is; ``auto``: probs when the output's name
-says so, else logits).
+says so, else logits). ``answer`` chooses what clients get back: the full probabilities
+(``none``) or a defence from :mod:`deepmimic.teachers.defences` (``top1``, ``topk:K``,
+``round:D``), the same ones ``deepmimic audit`` measures.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 import torch
 
 from deepmimic.errors import DeepMimicError
+from deepmimic.teachers.defences import parse_defence
 
 DEFAULT_TOKEN_ENV = "DEEPMIMIC_SERVE_TOKEN"
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -187,12 +190,15 @@ def serve(
     max_batch: int = 1024,
     max_body_bytes: int | None = None,
     log_level: str = "info",
+    answer: str = "none",
     **onnx_options: Any,
 ) -> None:
     """Load ``model_path`` and serve it with uvicorn until interrupted (loopback by default).
 
     The bearer token comes from the environment variable ``token_env`` (see
-    :func:`resolve_token`); it is never taken from the command line. ``onnx_options`` go
+    :func:`resolve_token`); it is never taken from the command line. ``answer``: the defence
+    applied to every answer (``none``, ``top1``, ``topk:K``, ``round:D``; a bad spec raises
+    :class:`~deepmimic.errors.ConfigError` before the model is loaded). ``onnx_options`` go
     to :func:`load_predictor` (``onnx_layout``, ``onnx_scale``, ``onnx_mean``, ``onnx_std``,
     ``onnx_output``).
     """
@@ -204,6 +210,7 @@ def serve(
         raise ServeError(f"port must be in 0..65535, got {port}")
     if max_batch < 1:
         raise ServeError(f"max batch must be at least 1, got {max_batch}")
+    defence = parse_defence(answer)
     token = resolve_token(token_env)
     predictor = load_predictor(model_path, **onnx_options)
     app = create_app(
@@ -214,12 +221,14 @@ def serve(
         token=token,
         max_batch=max_batch,
         max_body_bytes=max_body_bytes,
+        answer=defence,
     )
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
     print(
         f"serving {predictor.name} ({'x'.join(map(str, predictor.in_shape))} -> {predictor.num_classes} classes) "
-        f"at {url}{PREDICT_PATH} (info: {url}{INFO_PATH}); token {'required' if token else 'not required'}",
+        f"at {url}{PREDICT_PATH} (info: {url}{INFO_PATH}); token {'required' if token else 'not required'}"
+        + ("" if defence.kind == "none" else f"; answers {defence.name}, not the full probabilities"),
         flush=True,
     )
     if host not in _LOOPBACK and not token:
