@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -207,9 +208,20 @@ def run_one(tool: str, job: Job, work: Path) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     command = deepmimic_command(job, out) if tool == "deepmimic" else art_command(job)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    usage = {  # CPU time against wall time tells computing from waiting (an outlier's first clue)
+        "user_s": after.ru_utime - before.ru_utime,
+        "sys_s": after.ru_stime - before.ru_stime,
+        "major_faults": after.ru_majflt - before.ru_majflt,
+        "involuntary_switches": after.ru_nivcsw - before.ru_nivcsw,
+    }
+    logs = work.parent / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    (logs / f"{out.name}.log").write_text(done.stdout + done.stderr, encoding="utf-8")
     if done.returncode != 0:
         tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
         raise RuntimeError(f"{tool} failed on {job.labels} {job.queries} seed {job.seed}: {tail[0]}")
@@ -218,7 +230,7 @@ def run_one(tool: str, job: Job, work: Path) -> dict[str, Any]:
         shutil.rmtree(out, ignore_errors=True)  # checkpoints and query logs are not results
     else:
         measured = json.loads(done.stdout.strip().splitlines()[-1])
-    return {"tool": tool, **asdict(job), **measured, "wall_s": wall}
+    return {"tool": tool, **asdict(job), **measured, "wall_s": wall, **usage}
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -319,7 +331,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(
                         f"[bench] {tool:9s} {label_kind:4s} {queries:6d} queries seed {seed}: "
                         f"accuracy {run['accuracy']:.2%} agreement {run['agreement']:.2%} "
-                        f"sent {run['queries_sent']:,} wall {run['wall_s']:.1f} s",
+                        f"sent {run['queries_sent']:,} wall {run['wall_s']:.1f} s "
+                        f"(cpu {run['user_s'] + run['sys_s']:.1f} s)",
                         flush=True,
                     )
                     (out / "runs.json").write_text(json.dumps(runs, indent=1), encoding="utf-8")
