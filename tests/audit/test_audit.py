@@ -91,6 +91,9 @@ def test_audit_sends_the_largest_budget_once_and_resumes_without_a_query(
     assert "Queries needed" in report and "audit.png" in report and (out / "report.html").exists()
     printed = capsys.readouterr().out
     assert "queries for 95% agreement" in printed and "attack queries in the log 80" in printed
+    before = {name: (out / name).read_bytes() for name in ("report.md", "report.html", "audit.png")}
+    assert main(["report", str(out)]) == 0  # rebuilt from audit.json alone, byte for byte
+    assert before == {name: (out / name).read_bytes() for name in before}
 
     assert main([*args, "--resume"]) == 0  # everything read back: no query, no training
     again = json.loads((out / "audit.json").read_text())

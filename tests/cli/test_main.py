@@ -143,7 +143,7 @@ def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
 
 def test_every_command_group_registers_its_commands() -> None:
     assert _commands() == sorted(
-        ["demo", "export", "label", "layers", "mimic", "models", "report", "reproduce", "run", "serve"]
+        ["audit", "demo", "export", "label", "layers", "mimic", "models", "report", "reproduce", "run", "serve"]
     )
 
 
@@ -178,6 +178,8 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
             "--budget-order: invalid choice: 'best'",
         ),
         (["mimic", "--teacher", "t.npy"], "the following arguments are required"),
+        (["audit", "--teacher", "t.onnx", "--data", "mnist-5k", "--student", "s", "--seeds", "0"], "--seeds"),
+        (["audit", "--teacher", "t.onnx", "--data", "mnist-5k", "--student", "s", "--budgets", "1,x"], "--budgets"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )
