@@ -169,3 +169,23 @@ def test_to_shape_turns_colour_into_grey_and_resizes() -> None:
     assert to_shape(grey, (3, 8, 8)).shape == (2, 3, 8, 8)
     with pytest.raises(Exception, match="2-channel"):
         to_shape(torch.zeros(1, 2, 4, 4, dtype=torch.uint8), (1, 4, 4))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_a_teacher_whose_budget_runs_out_on_the_test_images_is_one_line(
+    setup: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from deepmimic.audit import run as audit_run
+
+    real = audit_run.open_teacher
+
+    def limited(spec: str, options: dict, **kwargs: object) -> object:
+        teacher = real(spec, options, **kwargs)
+        teacher.budget = 50  # a served model's own query budget: 40 attack queries, then 10 of the 80 test images
+        return teacher
+
+    monkeypatch.setattr(audit_run, "open_teacher", limited)
+    data, teacher = setup
+    assert main(argv(data, teacher, tmp_path / "audit", "--budgets", "20,40")) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # progress lines go to stderr before it
+    assert last.startswith("error:") and "answered 50 of the 80 test images" in last

@@ -181,6 +181,11 @@ def _audit(
         raise TeacherError(f"{teacher.source}: answered {got:,} of the {largest:,} queries (its own budget ran out?)")
     print(f"[audit] asking the teacher about the {len(test):,} test images (to measure agreement)", flush=True)
     test_answers, test_log = _label(teacher, test.images, out / "teacher-test-probs.npy", None, None)
+    if not test_log["complete"]:
+        raise TeacherError(
+            f"{teacher.source}: answered {test_log['labeled']:,} of the {len(test):,} test images (its own budget "
+            "ran out?); fidelity needs them all"
+        )
     teacher_pred = test_answers.argmax(dim=1)
     context = {
         "test": test,
