@@ -17,7 +17,7 @@ import numpy as np
 from deepmimic.errors import DataError
 from deepmimic.report.audit_summary import AUDIT_FILE, FIDELITY_TARGETS
 from deepmimic.report.blocks import Block, Bullets, Code, Heading, Image, Paragraph, Table, count, duration, pct
-from deepmimic.report.markdown import environment_items
+from deepmimic.report.markdown import environment_items, render_markdown
 from deepmimic.report.plots import MENTOR_COLOR, PALETTE, _png, new_figure
 
 FIGURE = "audit.png"
@@ -142,7 +142,4 @@ def audit_blocks(audit: dict[str, Any], figure: str | None) -> list[Block]:
 
 def queries_needed_text(audit: dict[str, Any]) -> str:
     """The queries-needed table as Markdown (what the command line prints)."""
-    table = _needed_table(audit)
-    lines = ["| " + " | ".join(table.header) + " |", "| " + " | ".join("---" for _ in table.header) + " |"]
-    lines += ["| " + " | ".join(row) + " |" for row in table.rows]
-    return "\n".join(lines)
+    return render_markdown([_needed_table(audit)]).strip()
