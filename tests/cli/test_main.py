@@ -143,7 +143,7 @@ def test_help_everywhere(argv: list[str], capsys: pytest.CaptureFixture[str]) ->
 
 def test_every_command_group_registers_its_commands() -> None:
     assert _commands() == sorted(
-        ["audit", "demo", "export", "label", "layers", "mimic", "models", "report", "reproduce", "run", "serve"]
+        ["audit", "demo", "export", "label", "layers", "mimic", "models", "pack", "report", "reproduce", "run", "serve"]
     )
 
 

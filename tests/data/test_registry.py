@@ -23,6 +23,7 @@ def test_names() -> None:
         "tiny-imagenet",
         "npz",
         "image-folder",
+        "store",
     )
 
 

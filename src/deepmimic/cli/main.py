@@ -16,11 +16,11 @@ import sys
 from collections.abc import Sequence
 
 from deepmimic import __version__
-from deepmimic.cli import audit, label, mimic, models, reproduce, run, serve
+from deepmimic.cli import audit, label, mimic, models, pack, reproduce, run, serve
 from deepmimic.cli.options import OneLineParser
 from deepmimic.errors import ConfigError, DeepMimicError
 
-COMMAND_GROUPS = (run, models, reproduce, serve, label, mimic, audit)  # each has register(subparsers)
+COMMAND_GROUPS = (run, models, reproduce, serve, label, mimic, audit, pack)  # each has register(subparsers)
 
 
 def build_parser() -> argparse.ArgumentParser:
