@@ -81,6 +81,10 @@ def test_bad_stores_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
         read_store(tmp_path / "s.dmstore")
     assert main(["pack", "npz:" + str(tmp_path / "missing.npz"), str(tmp_path / "m.dmstore")]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+    (tmp_path / "file.dmstore").write_text("not a folder")
+    assert main(["pack", str(tmp_path / "blobs.npz"), str(tmp_path / "file.dmstore")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "exists and is not a folder" in err and len(err.splitlines()) == 1
 
 
 def test_images_stay_on_disk_until_used(tmp_path: Path) -> None:

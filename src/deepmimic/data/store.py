@@ -30,7 +30,7 @@ import torch
 
 from deepmimic.data.dataset import ImageDataset, TrainTest
 from deepmimic.errors import DataError
-from deepmimic.io_utils import write_json
+from deepmimic.io_utils import make_output_dir, write_json
 
 FORMAT = "dmstore-1"
 HEADER, IMAGES, LABELS = "header.json", "images.u8", "labels.npy"
@@ -95,7 +95,7 @@ def pack_dataset(
             return header
         done = int(header.get("packed", 0))
     else:
-        out.mkdir(parents=True, exist_ok=True)
+        make_output_dir(out, "store folder")  # a file in the way is a one-line error
         np.save(out / LABELS, np.concatenate([data.train.labels.numpy(), data.test.labels.numpy()]).astype(np.int64))
         with open(out / IMAGES, "wb") as handle:  # sized once; chunks fill it
             handle.truncate(total * int(np.prod(shape)))
