@@ -12,7 +12,8 @@ import yaml
 from deepmimic.cli import main
 from deepmimic.data import load_dataset
 from deepmimic.data import store as store_module
-from deepmimic.data.store import pack_dataset, read_store
+from deepmimic.data.store import pack_dataset
+from deepmimic.data.store_read import read_store
 from deepmimic.errors import DataError
 from pipeline_configs import tiny_config, write_blobs_npz
 

@@ -15,7 +15,7 @@ from deepmimic.data.sources.mnist5k import load_mnist5k
 from deepmimic.data.sources.npz import load_npz
 from deepmimic.data.sources.npz import read_image_pool as _read_pool
 from deepmimic.data.sources.tiny_imagenet import load_tiny_imagenet
-from deepmimic.data.store import read_store
+from deepmimic.data.store_read import read_store
 from deepmimic.errors import DataError
 
 _READERS: dict[str, Callable[..., TrainTest]] = {

@@ -1,25 +1,12 @@
-"""Packed image stores: one memory-mapped uint8 array on disk, read without loading it (issue 17, first part).
-
-A store is a folder (``NAME.dmstore``)::
-
-    header.json   {"format", "shape": [C, H, W], "train": N_train, "test": N_test, "class_names",
-                   "source", "packed": rows written so far, "sha256": of images.u8 once complete}
-    images.u8     (N_train + N_test, C, H, W) uint8 in C order: the training rows, then the test rows
-    labels.npy    int64 (N_train + N_test,)
+"""Writing packed image stores (issue 17): format in :mod:`deepmimic.data.store_format`, reading in
+:mod:`deepmimic.data.store_read`.
 
 :func:`pack_dataset` writes one in chunks and records the rows written in the header after
 every chunk (written atomically), so an interrupted pack continues where it stopped.
-:func:`read_store` maps ``images.u8`` (copy-on-write: nothing is read until a row is used,
-and nothing is ever written back) and returns the training and test rows as tensors that
-share that mapping. Batches then read only the rows they gather. What is not built yet:
-decoding image files in worker processes, tar shards, and splits that stay index arrays
-(the labelled/unlabelled split still copies its rows into memory).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,35 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from deepmimic.data.dataset import ImageDataset, TrainTest
+from deepmimic.data.dataset import TrainTest
+from deepmimic.data.store_format import FORMAT, HEADER, IMAGES, LABELS, read_header, sha256_file
 from deepmimic.errors import DataError
 from deepmimic.io_utils import make_output_dir, write_json
 
-FORMAT = "dmstore-1"
-HEADER, IMAGES, LABELS = "header.json", "images.u8", "labels.npy"
 CHUNK_ROWS = 4096
-
-
-def _read_header(store: Path) -> dict[str, Any]:
-    if not store.exists():
-        raise DataError(f"{store}: no such directory")
-    try:
-        header = json.loads((store / HEADER).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"{store}: not a deepmimic store (no {HEADER}; make one with deepmimic pack)") from None
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{store}/{HEADER}: unreadable ({exc})") from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise DataError(f"{store}/{HEADER}: not a {FORMAT} header")
-    return header
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def pack_dataset(
@@ -88,7 +52,7 @@ def pack_dataset(
     }
     done = 0
     if (out / HEADER).exists():
-        header = _read_header(out)
+        header = read_header(out)
         if {k: header.get(k) for k in wanted} != wanted:
             raise DataError(f"{out}: holds a store of another source or shape; use a new output path")
         if header.get("sha256"):
@@ -118,7 +82,7 @@ def pack_dataset(
         if progress is not None:
             progress(done, total)
     del images
-    header = {**wanted, "packed": total, "sha256": _sha256(out / IMAGES)}
+    header = {**wanted, "packed": total, "sha256": sha256_file(out / IMAGES)}
     write_json(out / HEADER, header)
     return header
 
@@ -132,37 +96,6 @@ def _rows(sources: list[torch.Tensor], start: int, stop: int) -> torch.Tensor:
             parts.append(tensor[lo:hi])
         offset += len(tensor)
     return torch.cat(parts)
-
-
-def read_store(root: str | Path, verify: bool = False) -> TrainTest:
-    """The store at ``root`` as a :class:`TrainTest` whose images are views of the memory map.
-
-    ``verify`` checks the images' SHA-256 against the header (reads the whole file once).
-    """
-    store = Path(root)
-    header = _read_header(store)
-    if not header.get("sha256"):
-        raise DataError(
-            f"{store}: an unfinished pack ({header.get('packed', 0):,} of {header['train'] + header['test']:,} rows); "
-            "run deepmimic pack again to finish it"
-        )
-    if verify and _sha256(store / IMAGES) != header["sha256"]:
-        raise DataError(f"{store}/{IMAGES}: checksum differs from the header (changed or corrupt)")
-    n_train, n_test = int(header["train"]), int(header["test"])
-    shape = tuple(int(v) for v in header["shape"])
-    expected = (n_train + n_test) * int(np.prod(shape))
-    if (store / IMAGES).stat().st_size != expected:
-        raise DataError(f"{store}/{IMAGES}: {(store / IMAGES).stat().st_size:,} bytes, expected {expected:,}")
-    mapped = np.memmap(store / IMAGES, dtype=np.uint8, mode="c", shape=(n_train + n_test, *shape))
-    images = torch.from_numpy(mapped)  # shares the mapping: rows are read when used
-    labels = torch.from_numpy(np.load(store / LABELS, allow_pickle=False).astype(np.int64))
-    if len(labels) != n_train + n_test:
-        raise DataError(f"{store}/{LABELS}: {len(labels):,} labels for {n_train + n_test:,} images")
-    names = tuple(str(n) for n in header["class_names"])
-    return TrainTest(
-        train=ImageDataset(images[:n_train], labels[:n_train], names, name=f"{store.name}/train"),
-        test=ImageDataset(images[n_train:], labels[n_train:], names, name=f"{store.name}/test"),
-    )
 
 
 def describe_progress(started: float) -> Callable[[int, int], None]:
