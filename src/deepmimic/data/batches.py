@@ -2,7 +2,9 @@
 
 No per-sample Python runs in the hot loop: an epoch is one random permutation, each
 batch is an index slice of the uint8 image tensor (and of every target tensor), and
-augmentation is vectorised over the batch.
+augmentation is vectorised over the batch. Streamed images (a
+:class:`~deepmimic.data.rows.RowTable` over a packed store) are gathered the same way,
+by a prefetch thread one or two batches ahead, so reading overlaps training.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from deepmimic.data.prefetch import prefetch
+from deepmimic.data.rows import Images, is_streamed
 from deepmimic.errors import DataError
 
 AUGMENTATIONS = ("none", "crop-flip")
@@ -102,7 +106,7 @@ class TrainingSet:
     A method names the targets it needs; the engine checks them before training.
     """
 
-    images: torch.Tensor
+    images: Images  # uint8 (N, C, H, W): a tensor, or a RowTable read per batch
     targets: Mapping[str, torch.Tensor] = field(default_factory=dict)
     name: str = "train"
 
@@ -116,7 +120,12 @@ class TrainingSet:
         return int(self.images.shape[0])
 
     def to(self, device: torch.device) -> TrainingSet:
-        """The same rows with images and targets on ``device`` (GPU-resident data: no host copies per batch)."""
+        """The same rows with images and targets on ``device`` (GPU-resident data: no host copies per batch).
+
+        Streamed images stay on the host (a set larger than memory is larger than the GPU's too).
+        """
+        if is_streamed(self.images):
+            return self
         return TrainingSet(self.images.to(device), {k: v.to(device) for k, v in self.targets.items()}, self.name)
 
 
@@ -153,7 +162,28 @@ def iterate_batches(
     """
     if augment not in AUGMENTATIONS:
         raise DataError(f"unknown augmentation '{augment}', expected one of {', '.join(AUGMENTATIONS)}")
-    n = len(data)
+    plans = _batch_plans(len(data), batch_size, generator, augment, drop_last, rank, world_size)
+    gathered = ((idx, draws, global_size, *_gather(data, idx)) for idx, draws, global_size in plans)
+    if is_streamed(data.images):  # rows come from disk: read the next batch while this one trains
+        gathered = prefetch(gathered, depth=2)
+    for idx, draws, global_size, images, targets in gathered:
+        x = normalizer(images.to(device, non_blocking=True))
+        if draws is not None:
+            x = apply_crop_flip(x, 4, *draws)
+        if memory_format is not torch.contiguous_format:
+            x = x.contiguous(memory_format=memory_format)
+        targets = {k: v.to(device, non_blocking=True) for k, v in targets.items()}
+        yield Batch(x=x, targets=targets, index=idx, global_size=global_size)
+
+
+def _batch_plans(
+    n: int, batch_size: int, generator: torch.Generator, augment: str, drop_last: bool, rank: int, world_size: int
+) -> Iterator[tuple[torch.Tensor, tuple[torch.Tensor, ...] | None, int]]:
+    """(rows of this rank's share, crop/flip draws, global batch size) per batch, drawn from ``generator``.
+
+    The generator serves only this epoch's batches, so drawing in a prefetch thread takes
+    the same numbers in the same order as drawing inline.
+    """
     order = torch.randperm(n, generator=generator)
     stop = n - n % batch_size if drop_last else n
     for start in range(0, stop, batch_size):
@@ -162,16 +192,15 @@ def iterate_batches(
         if world_size > 1:
             if idx.numel() < 2 * world_size:
                 continue
-            idx = idx[rank::world_size]
+            idx = idx[rank::world_size]  # this rank reads only its share of the rows
             draws = tuple(d[rank::world_size] for d in draws) if draws is not None else None
-        rows = idx.to(data.images.device)
-        x = normalizer(data.images[rows].to(device, non_blocking=True))
-        if draws is not None:
-            x = apply_crop_flip(x, 4, *draws)
-        if memory_format is not torch.contiguous_format:
-            x = x.contiguous(memory_format=memory_format)
-        targets = {k: v[rows.to(v.device)].to(device, non_blocking=True) for k, v in data.targets.items()}
-        yield Batch(x=x, targets=targets, index=idx, global_size=int(min(batch_size, n - start)))
+        yield idx, draws, int(min(batch_size, n - start))
+
+
+def _gather(data: TrainingSet, idx: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The uint8 rows ``idx`` (B, C, H, W) and their targets, where the data lives (host or device)."""
+    rows = idx.to(data.images.device)
+    return data.images[rows], {k: v[rows.to(v.device)] for k, v in data.targets.items()}
 
 
 def iterate_eval_batches(

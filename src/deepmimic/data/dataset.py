@@ -1,9 +1,11 @@
-"""In-memory labelled image datasets.
+"""Labelled image datasets.
 
 Every reader returns an :class:`ImageDataset`: uint8 images shaped (N, C, H, W),
 int64 labels shaped (N,), and the class names. Keeping the raw uint8 tensors in
 memory (MNIST train is 47 MB, CIFAR-10 150 MB) lets the engine slice batches
-without per-sample Python and convert to float only per batch.
+without per-sample Python and convert to float only per batch. A packed store too
+large for memory is read as a :class:`~deepmimic.data.rows.RowTable` instead: the
+same surface, rows read from disk when a batch gathers them.
 """
 
 from __future__ import annotations
@@ -12,21 +14,23 @@ from dataclasses import dataclass, field
 
 import torch
 
+from deepmimic.data.rows import Images, take_rows
 from deepmimic.errors import DataError
 
 
 @dataclass(frozen=True)
 class ImageDataset:
-    """A labelled image set held in memory.
+    """A labelled image set.
 
     Attributes:
-        images: uint8 tensor (N, C, H, W).
+        images: uint8 tensor (N, C, H, W), or a :class:`~deepmimic.data.rows.RowTable` of
+            those rows (streamed from a store).
         labels: int64 tensor (N,), values in [0, num_classes).
         class_names: one name per class; ``len(class_names)`` is the number of classes.
         name: a short description used in logs and reports (e.g. ``"mnist/train"``).
     """
 
-    images: torch.Tensor
+    images: Images
     labels: torch.Tensor
     class_names: tuple[str, ...]
     name: str = "dataset"
@@ -66,9 +70,9 @@ class ImageDataset:
         return int(c), int(h), int(w)
 
     def subset(self, indices: torch.Tensor, name: str | None = None) -> ImageDataset:
-        """Rows ``indices`` (int64 tensor) as a new dataset sharing class names."""
+        """Rows ``indices`` (int64 tensor) as a new dataset sharing class names (a streamed set stays streamed)."""
         return ImageDataset(
-            images=self.images[indices],
+            images=take_rows(self.images, indices),
             labels=self.labels[indices],
             class_names=self.class_names,
             name=name or self.name,

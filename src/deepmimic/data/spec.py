@@ -2,7 +2,7 @@
 
 Examples: ``mnist-5k`` (built in), ``mnist:../shared/data/mnist``,
 ``cifar10:../shared/data/cifar-10-batches-bin``, ``npz:blobs.npz``. A bare path ending in
-``.npz`` is read as ``npz:PATH``.
+``.npz`` is read as ``npz:PATH``, one ending in ``.dmstore`` as ``store:PATH``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ def parse_data_spec(spec: str) -> tuple[str, str | None]:
         return spec, None
     if spec.lower().endswith(".npz"):
         return "npz", spec
+    if spec.rstrip("/").lower().endswith(".dmstore"):
+        return "store", spec
     raise DataError(f"data spec '{spec}': expected NAME or NAME:ROOT with NAME one of {', '.join(DATASET_NAMES)}")
 
 
@@ -38,5 +40,9 @@ def open_unlabeled(spec: str, split: str = "train") -> ImageDataset:
     if split not in SPLITS:
         raise DataError(f"split must be one of {', '.join(SPLITS)}, got '{split}'")
     name, root = parse_data_spec(spec)
+    if name == "store" and root is not None:  # a store packed without labels can still be labelled
+        from deepmimic.data.store_read import read_store_images
+
+        return read_store_images(root, split)
     parts = load_dataset(name, root)
     return parts.train if split == "train" else parts.test

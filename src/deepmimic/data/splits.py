@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 
 from deepmimic.data.dataset import ImageDataset
+from deepmimic.data.rows import Images, cat_rows, take_rows
 from deepmimic.errors import DataError
 
 
@@ -32,14 +33,15 @@ class UnlabeledImages:
     """Images without labels: what a student is allowed to see.
 
     Attributes:
-        images: uint8 (N, C, H, W).
+        images: uint8 (N, C, H, W): a tensor, or a :class:`~deepmimic.data.rows.RowTable`
+            (a streamed store: selections compose index arrays, no rows are copied).
         source: per-row origin tag, e.g. ``"mnist/train"`` or ``"ood"``; a tuple of
             (tag, index-in-that-source) pairs would be large, so we keep ``origin``.
         origin: int64 (N,) index of each row in its source dataset.
         is_out_of_domain: bool (N,) True for rows added from another dataset.
     """
 
-    images: torch.Tensor
+    images: Images
     origin: torch.Tensor
     is_out_of_domain: torch.Tensor
     name: str = "unlabeled"
@@ -70,7 +72,8 @@ class UnlabeledImages:
     def select(self, keep: torch.Tensor) -> UnlabeledImages:
         """Rows ``keep`` (int64 indices) as a new set."""
         hidden = None if self._hidden_labels is None else self._hidden_labels[keep]
-        return UnlabeledImages(self.images[keep], self.origin[keep], self.is_out_of_domain[keep], self.name, hidden)
+        images = take_rows(self.images, keep)
+        return UnlabeledImages(images, self.origin[keep], self.is_out_of_domain[keep], self.name, hidden)
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,7 @@ def split_labeled_unlabeled(train: ImageDataset, labeled_fraction: float = 0.2, 
             f"({labeled_idx.numel()} labeled, {unlabeled_idx.numel()} unlabeled)"
         )
     unlabeled = UnlabeledImages(
-        images=train.images[unlabeled_idx],
+        images=take_rows(train.images, unlabeled_idx),
         origin=unlabeled_idx.clone(),
         is_out_of_domain=torch.zeros(unlabeled_idx.numel(), dtype=torch.bool),
         name=f"{train.name}/unlabeled",
@@ -202,7 +205,7 @@ def add_out_of_domain(
         )
     chosen = torch.sort(torch.randperm(len(pool), generator=gen)[:n_add]).values
     return UnlabeledImages(
-        images=torch.cat([unlabeled.images, pool.images[chosen]]),
+        images=cat_rows([unlabeled.images, take_rows(pool.images, chosen)]),
         origin=torch.cat([unlabeled.origin, chosen]),
         is_out_of_domain=torch.cat([unlabeled.is_out_of_domain, torch.ones(n_add, dtype=torch.bool)]),
         name=unlabeled.name,

@@ -1,8 +1,15 @@
-"""Reading a packed store without loading it (issue 17): see :mod:`deepmimic.data.store_format`.
+"""Reading a packed store without loading it (issue 17): format in :mod:`deepmimic.data.store_format`.
 
-:func:`read_store` maps ``images.u8`` (copy-on-write: nothing is read until a row is used,
-and nothing is ever written back) and returns the training and test rows as tensors that
-share that mapping. Batches then read only the rows they gather.
+Two ways, chosen by ``stream`` (default: by size, :data:`STREAM_ABOVE_BYTES`):
+
+* mapped (small stores): ``images.u8`` is memory-mapped copy-on-write and the rows are
+  tensors sharing that mapping (pages are read when used, nothing is written back);
+* streamed (large stores): the rows are a :class:`~deepmimic.data.rows.RowTable` over the
+  file, read with ``os.pread`` per batch, so neither memory nor the process's resident
+  size grows with the store. Splits and subsets compose index arrays.
+
+A store packed with no test rows (a flat folder or tar shards) gets a stratified test
+part of ``test_fraction`` of its rows, as an index array.
 """
 
 from __future__ import annotations
@@ -13,16 +20,66 @@ import numpy as np
 import torch
 
 from deepmimic.data.dataset import ImageDataset, TrainTest
+from deepmimic.data.rows import FileRows, Images, RowTable, take_rows
+from deepmimic.data.sources._common import stratified_split
 from deepmimic.data.store_format import IMAGES, LABELS, read_header, sha256_file
 from deepmimic.errors import DataError
 
+STREAM_ABOVE_BYTES = 2 << 30  # stores above 2 GiB are streamed unless told otherwise
 
-def read_store(root: str | Path, verify: bool = False) -> TrainTest:
-    """The store at ``root`` as a :class:`TrainTest` whose images are views of the memory map.
 
-    ``verify`` checks the images' SHA-256 against the header (reads the whole file once).
+def read_store(
+    root: str | Path,
+    verify: bool = False,
+    stream: bool | None = None,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+) -> TrainTest:
+    """The store at ``root`` as a :class:`TrainTest` (mapped or streamed, see the module).
+
+    ``verify`` checks the images' SHA-256 against the header (reads the whole file once);
+    ``test_fraction`` and ``seed`` apply only to a store without test rows.
     """
     store = Path(root)
+    header, images, labels = _open(store, verify, stream)
+    if int(labels.min(initial=0)) < 0:
+        raise DataError(
+            f"{store}: packed without labels (a tar with no .cls files); it can be labelled "
+            "(deepmimic label --data store:PATH) but not trained or tested on"
+        )
+    names = tuple(str(n) for n in header["class_names"])
+    n_train, n_test = int(header["train"]), int(header["test"])
+    all_labels = torch.from_numpy(labels)
+    if n_test:
+        train_rows, test_rows = torch.arange(n_train), torch.arange(n_train, n_train + n_test)
+    else:  # no test part packed: a stratified one, as image folders get
+        train_rows, test_rows = stratified_split(all_labels, test_fraction, seed)
+    return TrainTest(
+        train=_part(images, all_labels, train_rows, names, f"{store.name}/train"),
+        test=_part(images, all_labels, test_rows, names, f"{store.name}/test"),
+    )
+
+
+def read_store_images(root: str | Path, part: str = "train", stream: bool | None = None) -> ImageDataset:
+    """The ``part`` rows of a store for labelling by a teacher: works on stores packed without labels.
+
+    Such a store's rows get the placeholder class ``"unknown"`` (label 0, ``meta["labels_known"]``
+    False); the labels are never sent to a teacher.
+    """
+    store = Path(root)
+    header, images, labels = _open(store, False, stream)
+    if int(labels.min(initial=0)) >= 0:
+        parts = read_store(store, stream=stream)
+        return parts.train if part == "train" else parts.test
+    n_train, n_test = int(header["train"]), int(header["test"])
+    rows = torch.arange(n_train) if part == "train" else torch.arange(n_train, n_train + n_test)
+    dataset = _part(images, torch.zeros(len(labels), dtype=torch.int64), rows, ("unknown",), f"{store.name}/{part}")
+    dataset.meta["labels_known"] = False
+    return dataset
+
+
+def _open(store: Path, verify: bool, stream: bool | None) -> tuple[dict, Images, np.ndarray]:
+    """(header, all images mapped or streamed, int64 labels (N,)) after the checks."""
     header = read_header(store)
     if not header.get("sha256"):
         raise DataError(
@@ -31,18 +88,31 @@ def read_store(root: str | Path, verify: bool = False) -> TrainTest:
         )
     if verify and sha256_file(store / IMAGES) != header["sha256"]:
         raise DataError(f"{store}/{IMAGES}: checksum differs from the header (changed or corrupt)")
-    n_train, n_test = int(header["train"]), int(header["test"])
+    total = int(header["train"]) + int(header["test"])
     shape = tuple(int(v) for v in header["shape"])
-    expected = (n_train + n_test) * int(np.prod(shape))
-    if (store / IMAGES).stat().st_size != expected:
-        raise DataError(f"{store}/{IMAGES}: {(store / IMAGES).stat().st_size:,} bytes, expected {expected:,}")
-    mapped = np.memmap(store / IMAGES, dtype=np.uint8, mode="c", shape=(n_train + n_test, *shape))
-    images = torch.from_numpy(mapped)  # shares the mapping: rows are read when used
-    labels = torch.from_numpy(np.load(store / LABELS, allow_pickle=False).astype(np.int64))
-    if len(labels) != n_train + n_test:
-        raise DataError(f"{store}/{LABELS}: {len(labels):,} labels for {n_train + n_test:,} images")
-    names = tuple(str(n) for n in header["class_names"])
-    return TrainTest(
-        train=ImageDataset(images[:n_train], labels[:n_train], names, name=f"{store.name}/train"),
-        test=ImageDataset(images[n_train:], labels[n_train:], names, name=f"{store.name}/test"),
-    )
+    expected = total * int(np.prod(shape))
+    size = (store / IMAGES).stat().st_size
+    if size != expected:
+        raise DataError(f"{store}/{IMAGES}: {size:,} bytes, expected {expected:,}")
+    try:
+        labels = np.load(store / LABELS, allow_pickle=False).astype(np.int64)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{store}/{LABELS}: unreadable ({exc})") from exc
+    if labels.shape != (total,):
+        raise DataError(f"{store}/{LABELS}: {len(labels):,} labels for {total:,} images")
+    if stream if stream is not None else size > STREAM_ABOVE_BYTES:
+        images: Images = RowTable.of(FileRows(store / IMAGES, total, shape), total)  # type: ignore[arg-type]
+    else:
+        mapped = np.memmap(store / IMAGES, dtype=np.uint8, mode="c", shape=(total, *shape))
+        images = torch.from_numpy(mapped)  # shares the mapping: rows are read when used
+    return header, images, labels
+
+
+def _part(images: Images, labels: torch.Tensor, rows: torch.Tensor, names: tuple[str, ...], name: str) -> ImageDataset:
+    """Rows ``rows`` as a dataset: a slice of the mapping when contiguous, else an index view or copy."""
+    contiguous = len(rows) > 0 and int(rows[-1]) - int(rows[0]) + 1 == len(rows)
+    if contiguous and not isinstance(images, RowTable):
+        picked: Images = images[int(rows[0]) : int(rows[-1]) + 1]  # a view: still inside the mapping
+    else:
+        picked = take_rows(images, rows)
+    return ImageDataset(picked, labels[rows], names, name=name)

@@ -44,6 +44,7 @@ from torch.nn.parallel import DistributedDataParallel
 from deepmimic import distributed
 from deepmimic.data.batches import Normalizer, TrainingSet, iterate_batches
 from deepmimic.data.dataset import ImageDataset
+from deepmimic.data.rows import Images, is_streamed
 from deepmimic.data.splits import stratified_subset
 from deepmimic.engine.checkpoint import load_checkpoint, save_checkpoint, save_weights
 from deepmimic.engine.optim import build_optimizer, build_scheduler
@@ -281,12 +282,13 @@ def fit(
 class _EvalSet:
     """Test images (on the device when the plan keeps data there) and their labels."""
 
-    images: torch.Tensor
+    images: Images
     labels: torch.Tensor
 
     @classmethod
     def of(cls, data: ImageDataset, plan: SpeedPlan) -> _EvalSet:
-        return cls(data.images.to(plan.device) if plan.data_on_device else data.images, data.labels)
+        on_device = plan.data_on_device and not is_streamed(data.images)  # a streamed set stays on the host
+        return cls(data.images.to(plan.device) if on_device else data.images, data.labels)
 
 
 def _checkpoint_due(settings: TrainSettings, epoch: int, since_last_s: float) -> bool:

@@ -19,9 +19,10 @@ from typing import TextIO
 import torch
 from tqdm import tqdm
 
+from deepmimic.data.rows import Images
 from deepmimic.errors import TeacherError
 from deepmimic.teachers.base import validate_probs
-from deepmimic.teachers.blackbox import ImageLabeler, check_images, labeler_concurrency
+from deepmimic.teachers.blackbox import ImageLabeler, check_image_set, labeler_concurrency
 
 
 class LabelProgress:
@@ -82,7 +83,7 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-def _answer(labeler: ImageLabeler, images: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+def _answer(labeler: ImageLabeler, images: Images, rows: torch.Tensor) -> torch.Tensor:
     """One batch: rows int64 (B,), the images of those rows uint8 (B, C, H, W) -> probs (B, K)."""
     label_rows = getattr(labeler, "label_rows", None)
     return label_rows(rows) if callable(label_rows) else labeler.label_batch(images[rows])
@@ -98,7 +99,7 @@ def _checked(labeler: ImageLabeler, rows: torch.Tensor, probs: object) -> torch.
 
 def run_labeler(
     labeler: ImageLabeler,
-    images: torch.Tensor,
+    images: Images,
     rows: torch.Tensor | None = None,
     batch_size: int = 256,
     on_batch: Callable[[torch.Tensor, torch.Tensor], None] | None = None,
@@ -107,7 +108,8 @@ def run_labeler(
 ) -> int:
     """Ask ``labeler`` about ``rows`` of ``images`` in batches; returns how many rows were answered.
 
-    images: uint8 (N, C, H, W); rows: int64 (M,) row indices (default: all N, in order).
+    images: uint8 (N, C, H, W), a tensor or a streamed RowTable (each batch is read when it is sent);
+    rows: int64 (M,) row indices (default: all N, in order).
     Each answered batch is validated (shape (B, K), finite, non-negative, rows sum to 1)
     and handed to ``on_batch(rows (B,), probs (B, K) float32)`` on the calling thread, in
     completion order (not necessarily row order when the labeler has ``concurrency`` > 1).
@@ -115,7 +117,7 @@ def run_labeler(
     If a batch fails, no new batch is started, the batches already in flight are waited
     for and handed to ``on_batch`` (nothing answered is lost), and the first error is raised.
     """
-    check_images(images, labeler.source)
+    check_image_set(images, labeler.source)
     if batch_size < 1:
         raise TeacherError(f"batch size must be at least 1, got {batch_size}")
     rows = torch.arange(images.shape[0]) if rows is None else rows.to(torch.int64).reshape(-1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -22,11 +23,12 @@ import numpy as np
 import torch
 
 from deepmimic import distributed
+from deepmimic.data.rows import Images, take_rows
 from deepmimic.errors import TeacherError
 from deepmimic.io_utils import atomic_path
 from deepmimic.labelling.black_box import run_labeler
 from deepmimic.labelling.query_log import QueryLog, fingerprint_images, read_query_log
-from deepmimic.teachers.blackbox import BudgetExhaustedError, ImageLabeler, check_images
+from deepmimic.teachers.blackbox import BudgetExhaustedError, ImageLabeler, check_image_set
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -36,20 +38,65 @@ def default_log_path(out_path: str | os.PathLike[str]) -> Path:
     return Path(f"{out_path}.querylog")
 
 
-def write_probs(path: str | os.PathLike[str], probs: torch.Tensor, *, every_rank: bool = False) -> None:
+WRITE_CHUNK_BYTES = 1 << 24  # probabilities are copied into the output 16 MB at a time
+
+
+def write_probs(path: str | os.PathLike[str], probs: torch.Tensor | np.ndarray, *, every_rank: bool = False) -> None:
     """Save probabilities (N, K) as a float32 ``.npy``, atomically (temp name, fsync, rename).
 
     ``every_rank``: write on every rank of a distributed job (each rank's own shard file).
+    The file is the one ``np.save`` writes; see :func:`write_probs_parts`.
     """
-    with atomic_path(path, every_rank=every_rank) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, probs.detach().cpu().numpy().astype(np.float32))
-        handle.flush()
-        os.fsync(handle.fileno())
+    write_probs_parts(path, [probs], every_rank=every_rank)
+
+
+def write_probs_parts(
+    path: str | os.PathLike[str], parts: Sequence[torch.Tensor | np.ndarray], *, every_rank: bool = False
+) -> None:
+    """Save the rows of ``parts`` (each (N_i, K)), one after another, as one float32 ``.npy``.
+
+    The output is a ``np.lib.format.open_memmap`` at a temporary name, filled about
+    :data:`WRITE_CHUNK_BYTES` at a time (so no float32 copy of the whole set is made, and
+    ``parts`` may be memory maps of shard files), flushed, fsync'ed and renamed into place:
+    a failure leaves neither a half-written output nor the temporary file. The bytes are
+    those of ``np.save`` of the concatenation.
+    """
+    arrays = [p.detach().cpu().numpy() if isinstance(p, torch.Tensor) else np.asanyarray(p) for p in parts]
+    if not arrays or any(a.ndim != 2 for a in arrays) or len({a.shape[1] for a in arrays}) != 1:
+        raise TeacherError(f"{path}: cannot write probabilities of shapes {[a.shape for a in arrays]}")
+    n, k = sum(a.shape[0] for a in arrays), arrays[0].shape[1]
+    try:
+        with atomic_path(path, every_rank=every_rank) as tmp:
+            if n * k == 0:  # nothing to map: an empty array, as np.save writes it
+                with open(tmp, "wb") as handle:
+                    np.save(handle, np.zeros((n, k), dtype=np.float32))
+            else:
+                _copy_into_npy(tmp, arrays, n, k)
+            with open(tmp, "rb+") as handle:
+                os.fsync(handle.fileno())
+    except OSError as exc:  # the temporary file is gone (atomic_path); the answers stay in the query log
+        raise TeacherError(f"{path}: cannot write the probabilities ({exc.strerror or exc})") from exc
+
+
+def _copy_into_npy(tmp: Path, arrays: list[np.ndarray], n: int, k: int) -> None:
+    """Create a float32 (n, k) ``.npy`` at ``tmp`` and copy the rows of ``arrays`` into it in chunks."""
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, k))
+    try:
+        step = max(1, WRITE_CHUNK_BYTES // (4 * k))  # rows per chunk
+        row = 0
+        for array in arrays:
+            for start in range(0, array.shape[0], step):
+                chunk = array[start : start + step]  # (<= step, K), cast to float32 as it is copied
+                out[row : row + chunk.shape[0]] = chunk
+                row += chunk.shape[0]
+        out.flush()
+    finally:
+        del out  # close the map before the rename
 
 
 def label_dataset(
     teacher: ImageLabeler,
-    images: torch.Tensor,
+    images: Images,
     out_path: str | os.PathLike[str],
     log_path: str | os.PathLike[str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -63,7 +110,8 @@ def label_dataset(
 
     Args:
         teacher: any :class:`~deepmimic.teachers.blackbox.ImageLabeler`.
-        images: the unlabelled set, uint8 (N, C, H, W), in the order rows are numbered.
+        images: the unlabelled set, uint8 (N, C, H, W), in the order rows are numbered: a tensor
+            or a streamed :class:`~deepmimic.data.rows.RowTable` (batches are read as they are sent).
         out_path: the ``.npy`` written once every row is labelled (float32 (N, K)).
         log_path: the query log (default ``<out_path>.querylog``); reused when it exists.
         batch_size: images per teacher call.
@@ -81,7 +129,7 @@ def label_dataset(
     (the path, or None when incomplete), ``log``, ``source``, ``num_classes``, ``seconds``.
     """
     start = time.monotonic()
-    check_images(images, teacher.source)
+    check_image_set(images, teacher.source)
     n, k = int(images.shape[0]), int(teacher.num_classes)
     rows_known = getattr(teacher, "num_rows", None)
     if isinstance(rows_known, int) and rows_known != n:
@@ -154,7 +202,7 @@ def shard_path(path: str | os.PathLike[str], rank: int, world: int) -> Path:
 
 def label_dataset_sharded(
     teacher: ImageLabeler,
-    images: torch.Tensor,
+    images: Images,
     out_path: str | os.PathLike[str],
     log_path: str | os.PathLike[str] | None = None,
     batch_size: int = DEFAULT_BATCH_SIZE,
@@ -210,7 +258,7 @@ def label_dataset_sharded(
             local_order = order[(order >= start) & (order < stop)] - start
         summary = label_dataset(
             teacher,
-            images[start:stop],
+            take_rows(images, slice(start, stop)),
             shard_path(out_path, r, w),
             shard_path(log, r, w),
             batch_size,
@@ -238,8 +286,10 @@ def label_dataset_sharded(
     labeled, from_log, queried, complete_shards, exhausted = (int(v) for v in counts.tolist())
     complete = complete_shards == w
     if complete and distributed.is_main():
-        parts = [torch.from_numpy(np.load(shard_path(out_path, q, w))) for q in range(w)]
-        write_probs(out_path, torch.cat(parts))
+        # Memory maps of the shards, streamed into the output: no (N, K) array in memory.
+        parts = [np.load(shard_path(out_path, q, w), mmap_mode="r") for q in range(w)]
+        write_probs_parts(out_path, parts)
+        del parts
         for q in range(w):
             shard_path(out_path, q, w).unlink(missing_ok=True)
     distributed.barrier()

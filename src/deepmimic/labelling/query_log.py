@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from deepmimic.data.fingerprint import fingerprint
+from deepmimic.data.rows import Images
 from deepmimic.errors import TeacherError
 from deepmimic.io_utils import atomic_path
 
@@ -49,8 +50,12 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None  # type: ignore[assignment]
 
 
-def fingerprint_images(images: torch.Tensor) -> str:
-    """sha256 of the shape and bytes of uint8 ``images`` (N, C, H, W): which set a log belongs to."""
+def fingerprint_images(images: Images) -> str:
+    """sha256 of the shape and bytes of uint8 ``images`` (N, C, H, W): which set a log belongs to.
+
+    ``images`` may be a tensor or a streamed :class:`~deepmimic.data.rows.RowTable`: the bytes
+    are hashed a slice of rows at a time, and the digest is the same for both.
+    """
     return fingerprint(images)
 
 

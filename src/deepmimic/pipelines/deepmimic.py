@@ -22,6 +22,7 @@ from deepmimic.data import load_dataset, read_image_pool
 from deepmimic.data.batches import Normalizer, TrainingSet
 from deepmimic.data.dataset import ImageDataset
 from deepmimic.data.fingerprint import fingerprint
+from deepmimic.data.rows import is_streamed
 from deepmimic.data.splits import (
     MentorStudentSplit,
     UnlabeledImages,
@@ -283,11 +284,17 @@ def run_pipeline(
 
     # 2. Soft labels for the unlabelled part, computed once and cached.
     cache_dir = Path(config.cache_dir) if config.cache_dir else out / "soft-label-cache"
-    key = soft_label_key(mentor, data.student_images.images, data.normalizer)
+    unlabeled = data.student_images.images  # a tensor, or a streamed RowTable (issue 17)
+    key = soft_label_key(mentor, unlabeled, data.normalizer)
     t0 = time.perf_counter()
     teacher = ModuleTeacher(mentor, test.num_classes)
-    probs, was_cached = cached_soft_labels(
-        cache_dir, key, lambda: label_images(teacher, data.student_images.images, data.normalizer, device)
+    probs, was_cached = cached_soft_labels(  # large or streamed sets: labelled into a memory-mapped .npy
+        cache_dir,
+        key,
+        lambda: label_images(teacher, unlabeled, data.normalizer, device),
+        shape=(len(unlabeled), test.num_classes),
+        compute_into=lambda out: label_images(teacher, unlabeled, data.normalizer, device, out=out),
+        streamed=is_streamed(unlabeled),
     )
     label_time = time.perf_counter() - t0
     print(

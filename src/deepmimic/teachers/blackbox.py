@@ -24,6 +24,7 @@ from typing import Protocol, runtime_checkable
 
 import torch
 
+from deepmimic.data.rows import RowTable
 from deepmimic.errors import TeacherError
 
 
@@ -62,6 +63,20 @@ def check_images(images: torch.Tensor, source: str = "images") -> None:
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8 or images.dim() != 4:
         got = f"{images.dtype} {tuple(images.shape)}" if isinstance(images, torch.Tensor) else type(images).__name__
         raise TeacherError(f"{source}: black-box teachers label uint8 images (N, C, H, W), got {got}")
+
+
+def check_image_set(images: object, source: str = "images") -> None:
+    """Raise TeacherError unless ``images`` is a whole set to label: uint8 (N, C, H, W), a tensor
+    or a streamed :class:`~deepmimic.data.rows.RowTable` (rows read per batch, issue 17).
+
+    A labeler's ``label_batch`` still gets real tensors (:func:`check_images`): the labelling
+    helpers index the set one batch at a time.
+    """
+    if isinstance(images, RowTable):
+        if images.dtype != torch.uint8 or len(images.shape) != 4:
+            raise TeacherError(f"{source}: black-box teachers label uint8 images (N, C, H, W), got {images.shape}")
+        return
+    check_images(images, source)  # type: ignore[arg-type]
 
 
 def labeler_concurrency(labeler: object) -> int:

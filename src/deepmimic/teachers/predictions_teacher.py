@@ -16,10 +16,11 @@ import numpy as np
 import numpy.lib.format as npy_format
 import torch
 
+from deepmimic.data.rows import Images, row_chunks
 from deepmimic.data.sources._common import NpyProblem, read_npy_header
 from deepmimic.errors import TeacherError
 from deepmimic.teachers.base import validate_probs
-from deepmimic.teachers.blackbox import check_images
+from deepmimic.teachers.blackbox import check_image_set, check_images
 from deepmimic.teachers.cached import CachedTeacher
 
 SUFFIXES = (".npy", ".csv")
@@ -140,7 +141,7 @@ class PredictionsTeacher:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        images: torch.Tensor | None = None,
+        images: Images | None = None,
         num_rows: int | None = None,
         atol: float = 1e-3,
         rows: torch.Tensor | None = None,
@@ -149,7 +150,7 @@ class PredictionsTeacher:
         are these M rows of it (a subset); the teacher then answers for the subset, row i with
         the file's row ``rows[i]``."""
         if images is not None:
-            check_images(images, "predictions teacher")
+            check_image_set(images, "predictions teacher")
             num_rows = int(images.shape[0]) if num_rows is None else num_rows
         self.path = Path(path).expanduser()
         self.source = self.path.name
@@ -182,9 +183,12 @@ class PredictionsTeacher:
             )
         if self._by_content is None:
             table: dict[bytes, int] = {}
-            for row, image in enumerate(self._images.numpy()):
-                table.setdefault(_digest(image), row)
-            self._by_content = table
+            row = 0
+            for chunk in row_chunks(self._images):  # (<= CHUNK_ROWS, C, H, W): a streamed set is read in pieces
+                for image in chunk.contiguous().numpy():
+                    table.setdefault(_digest(image), row)
+                    row += 1
+            self._by_content = table  # a 16-byte digest per row (plus dict overhead), not the images
         rows = []
         for image in images.contiguous().numpy():
             row = self._by_content.get(_digest(image))

@@ -26,6 +26,7 @@ from typing import Any
 
 import torch
 
+from deepmimic.data.rows import Images
 from deepmimic.errors import TeacherError
 from deepmimic.teachers.blackbox import ImageLabeler, check_images
 from deepmimic.teachers.label_only import LabelOnlyTeacher
@@ -180,7 +181,7 @@ def _open_model_dir(spec: str) -> ImageLabeler:
 
 
 def _open(
-    kind: str, spec: str, opts: _Options, images: torch.Tensor | None, rows: torch.Tensor | None, total_rows: int | None
+    kind: str, spec: str, opts: _Options, images: Images | None, rows: torch.Tensor | None, total_rows: int | None
 ) -> ImageLabeler:
     if kind == "onnx":
         from deepmimic.teachers.onnx_teacher import OnnxTeacher
@@ -230,16 +231,17 @@ def open_teacher(
     spec: str,
     options: Mapping[str, str] | None = None,
     *,
-    images: torch.Tensor | None = None,
+    images: Images | None = None,
     rows: torch.Tensor | None = None,
     total_rows: int | None = None,
 ) -> ImageLabeler:
     """The black-box teacher named by ``spec`` (see the module docstring), configured by ``options``.
 
-    ``images``: the uint8 unlabelled set (N, C, H, W), if known; a predictions file is then
-    checked to have N rows and can look images up by content. ``rows`` (int64 (N,)) says
-    that ``images`` are those rows of a set of ``total_rows`` images (a subset): a
-    predictions file must then have ``total_rows`` rows and answers with the chosen ones.
+    ``images``: the uint8 unlabelled set (N, C, H, W) (a tensor or a streamed RowTable), if
+    known; a predictions file is then checked to have N rows and can look images up by
+    content. ``rows`` (int64 (N,)) says that ``images`` are those rows of a set of
+    ``total_rows`` images (a subset): a predictions file must then have ``total_rows`` rows
+    and answers with the chosen ones.
     """
     options = dict(options or {})
     kind = teacher_kind(spec)

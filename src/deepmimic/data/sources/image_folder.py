@@ -109,6 +109,26 @@ def load_image_folder(
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels!r}")
     hw = _check_size(size)
+    classes, parts = scan_parts(base)
+    ch = channels or (3 if _any_colour([path for paths, _ in parts for path in paths]) else 1)
+    if len(parts) == 2:
+        (train_paths, train_labels), (test_paths, test_labels) = parts
+        return TrainTest(
+            _build(train_paths, train_labels, classes, ch, hw, f"{base.name}/train"),
+            _build(test_paths, test_labels, classes, ch, hw, f"{base.name}/test"),
+        )
+    ((paths, labels),) = parts
+    full = _build(paths, labels, classes, ch, hw, base.name)
+    return split_train_test(full, test_fraction, seed, base.name)
+
+
+def scan_parts(base: Path) -> tuple[tuple[str, ...], list[tuple[list[Path], list[int]]]]:
+    """(class names, [(image paths, labels) of each part]): the train and test parts when ``base``
+    holds train/ and test/ folders, else one part, everything under ``base/<class>/``.
+
+    Shared with streaming packs (:mod:`deepmimic.data.sources.file_listing`), which list the
+    files without reading them.
+    """
     if (base / "train").is_dir() and (base / "test").is_dir():
         classes, train_paths, train_labels = _scan(base / "train")
         test_classes, test_paths, test_labels = _scan(base / "test")
@@ -117,12 +137,6 @@ def load_image_folder(
                 f"{base}: train/ and test/ have different class folders "
                 f"({', '.join(classes)} vs {', '.join(test_classes)})"
             )
-        ch = channels or (3 if _any_colour(train_paths + test_paths) else 1)
-        return TrainTest(
-            _build(train_paths, train_labels, classes, ch, hw, f"{base.name}/train"),
-            _build(test_paths, test_labels, classes, ch, hw, f"{base.name}/test"),
-        )
+        return classes, [(train_paths, train_labels), (test_paths, test_labels)]
     classes, paths, labels = _scan(base)
-    ch = channels or (3 if _any_colour(paths) else 1)
-    full = _build(paths, labels, classes, ch, hw, base.name)
-    return split_train_test(full, test_fraction, seed, base.name)
+    return classes, [(paths, labels)]

@@ -1,0 +1,242 @@
+"""Images whose rows stay on disk until a batch gathers them (issue 17: data larger than memory).
+
+A :class:`RowTable` stands in for a uint8 image tensor (N, C, H, W) everywhere the package
+reads images: it has ``shape``, ``dtype``, ``dim()`` and ``len()``, and indexing it
+(``table[3:9]``, ``table[index_tensor]``) returns a real uint8 tensor of just those rows,
+read from their sources at that moment. Splits, removal and out-of-domain additions do
+not copy rows: :func:`take_rows` and :func:`cat_rows` compose index arrays, so a student
+set of ten million images costs 10 bytes a row in memory (int64 row + int16 source).
+
+Sources: :class:`FileRows` (a raw uint8 file such as a store's ``images.u8``, read with
+``os.pread``: no memory map, so reading an epoch does not grow the process's resident
+memory by the file's size) and :class:`TensorRows` (an in-memory tensor, e.g. an
+out-of-domain pool added to a streamed student set).
+
+Code that handles images as a whole uses :func:`row_chunks` (hashing, statistics,
+labelling) and never ``images.numpy()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from deepmimic.errors import DataError
+
+CHUNK_ROWS = 4096  # rows per chunk for whole-set passes: 12 MB at 3x32x32
+
+
+class RowSource(Protocol):
+    """Something that returns uint8 rows (len(rows), C, H, W) for an int64 array of row numbers."""
+
+    row_shape: tuple[int, int, int]
+
+    def read(self, rows: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(eq=False)
+class FileRows:
+    """Rows of a raw C-order uint8 file of ``n_rows`` x ``row_shape``, read with ``os.pread``.
+
+    The file descriptor is opened lazily and per process (a forked worker or a torchrun
+    rank opens its own). Reads of consecutive rows are merged into one ``pread``.
+    """
+
+    path: Path
+    n_rows: int
+    row_shape: tuple[int, int, int]
+    _fd: int | None = field(default=None, repr=False)
+    _pid: int = field(default=-1, repr=False)
+
+    @property
+    def row_bytes(self) -> int:
+        return int(np.prod(self.row_shape))
+
+    def _handle(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            try:
+                self._fd = os.open(self.path, os.O_RDONLY)
+            except OSError as exc:
+                raise DataError(f"{self.path}: cannot open ({exc.strerror})") from exc
+            self._pid = os.getpid()
+        return self._fd
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), C, H, W) uint8, in the order of ``rows``."""
+        out = np.empty((len(rows), *self.row_shape), dtype=np.uint8)
+        if not len(rows):
+            return out
+        if int(rows.min()) < 0 or int(rows.max()) >= self.n_rows:
+            raise DataError(f"{self.path}: row index out of range [0, {self.n_rows})")
+        fd, size = self._handle(), self.row_bytes
+        order = np.argsort(rows, kind="stable")
+        ordered = rows[order]
+        # Runs of consecutive row numbers: one pread each (a sequential pass reads a chunk at once).
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1
+        flat = out.reshape(len(rows), size)
+        for lo, hi in zip(np.r_[0, breaks], np.r_[breaks, len(rows)], strict=True):
+            first, count = int(ordered[lo]), int(hi - lo)
+            data = os.pread(fd, count * size, first * size)
+            if len(data) != count * size:
+                raise DataError(f"{self.path}: short read at row {first} (file truncated?)")
+            block = np.frombuffer(data, dtype=np.uint8).reshape(count, size)
+            flat[order[lo:hi]] = block
+        return out
+
+    def __getstate__(self) -> dict[str, object]:  # pickled into worker processes: no descriptor travels
+        return {"path": self.path, "n_rows": self.n_rows, "row_shape": self.row_shape, "_fd": None, "_pid": -1}
+
+    def __del__(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+
+
+@dataclass(eq=False)
+class TensorRows:
+    """Rows of an in-memory uint8 tensor (N, C, H, W)."""
+
+    tensor: torch.Tensor
+
+    @property
+    def row_shape(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.tensor.shape[1:])  # type: ignore[return-value]
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        return self.tensor[torch.from_numpy(rows)].numpy()
+
+
+Index = int | slice | torch.Tensor | np.ndarray | Sequence[int]
+
+
+@dataclass(frozen=True, eq=False)
+class RowTable:
+    """uint8 images (N, C, H, W) whose rows are read from their sources when indexed.
+
+    Attributes:
+        sources: where rows come from.
+        which: int16 (N,) the source of each row.
+        rows: int64 (N,) the row number within that source.
+    """
+
+    sources: tuple[RowSource, ...]
+    which: np.ndarray
+    rows: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.which.shape != self.rows.shape or self.rows.ndim != 1:
+            raise DataError(f"row table: {self.which.shape} sources for {self.rows.shape} rows")
+        shapes = {tuple(s.row_shape) for s in self.sources}
+        if len(shapes) > 1:
+            raise DataError(f"row table: sources with different image shapes {sorted(shapes)}")
+
+    @classmethod
+    def of(cls, source: RowSource, n_rows: int) -> RowTable:
+        """All ``n_rows`` rows of one source, in order."""
+        return cls((source,), np.zeros(n_rows, dtype=np.int16), np.arange(n_rows, dtype=np.int64))
+
+    # --- the tensor-like surface the package uses -------------------------------------
+    dtype = torch.uint8
+    device = torch.device("cpu")
+    ndim = 4
+
+    @property
+    def shape(self) -> torch.Size:
+        return torch.Size((len(self.rows), *self.sources[0].row_shape))
+
+    def dim(self) -> int:
+        return 4
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key: Index) -> torch.Tensor:
+        """The rows ``key`` selects, read now, as a uint8 tensor (a copy)."""
+        single = isinstance(key, (int, np.integer))
+        positions = self._positions(key)
+        out = np.empty((len(positions), *self.sources[0].row_shape), dtype=np.uint8)
+        which, rows = self.which[positions], self.rows[positions]
+        for s, source in enumerate(self.sources):
+            mask = which == s
+            if mask.all():
+                out = source.read(rows)
+                break
+            if mask.any():
+                out[mask] = source.read(rows[mask])
+        tensor = torch.from_numpy(out)
+        return tensor[0] if single else tensor
+
+    def _positions(self, key: Index) -> np.ndarray:
+        n = len(self.rows)
+        if isinstance(key, slice):
+            return np.arange(n, dtype=np.int64)[key]
+        if isinstance(key, (int, np.integer)):
+            index = int(key) + (n if int(key) < 0 else 0)
+            if not 0 <= index < n:
+                raise IndexError(f"row {key} out of range for {n} rows")
+            return np.array([index], dtype=np.int64)
+        array = key.cpu().numpy() if isinstance(key, torch.Tensor) else np.asarray(key)
+        if array.dtype == np.bool_:
+            return np.flatnonzero(array)
+        return np.asarray(array, dtype=np.int64).reshape(-1)
+
+    def take(self, key: Index) -> RowTable:
+        """Rows ``key`` as a new table: index arrays only, no image is read."""
+        positions = self._positions(key)
+        return RowTable(self.sources, self.which[positions], self.rows[positions])
+
+    def to(self, device: torch.device | str) -> RowTable:
+        """A streamed table stays on the host: batches move to ``device`` when gathered."""
+        if torch.device(device).type != "cpu":
+            raise DataError("streamed images (a store read without loading) cannot be moved to a device whole")
+        return self
+
+
+Images = torch.Tensor | RowTable
+
+
+def is_streamed(images: Images) -> bool:
+    """Whether ``images`` are read from disk per batch (a :class:`RowTable`), not held in memory."""
+    return isinstance(images, RowTable)
+
+
+def take_rows(images: Images, index: torch.Tensor | slice) -> Images:
+    """Rows ``index`` of ``images``: a view (slice) or copy for a tensor, an index-array view for a
+    :class:`RowTable` (nothing read)."""
+    return images.take(index) if isinstance(images, RowTable) else images[index]
+
+
+def cat_rows(parts: Sequence[Images]) -> Images:
+    """The rows of ``parts`` one after another; tensors stay tensors, anything streamed gives a table."""
+    if all(isinstance(p, torch.Tensor) for p in parts):
+        return torch.cat(list(parts))  # type: ignore[arg-type]
+    sources: list[RowSource] = []
+    which: list[np.ndarray] = []
+    rows: list[np.ndarray] = []
+    for part in parts:
+        table = part if isinstance(part, RowTable) else RowTable.of(TensorRows(part), len(part))
+        ids = []
+        for source in table.sources:  # the same source object keeps one id
+            found = next((i for i, s in enumerate(sources) if s is source), None)
+            if found is None:
+                sources.append(source)
+                found = len(sources) - 1
+            ids.append(found)
+        which.append(np.asarray(ids, dtype=np.int16)[table.which])
+        rows.append(table.rows)
+    if len(sources) > np.iinfo(np.int16).max:
+        raise DataError(f"row table: {len(sources)} sources, at most {np.iinfo(np.int16).max}")
+    return RowTable(tuple(sources), np.concatenate(which), np.concatenate(rows))
+
+
+def row_chunks(images: Images, chunk_rows: int = CHUNK_ROWS) -> Iterator[torch.Tensor]:
+    """Consecutive uint8 chunks (<= ``chunk_rows``, C, H, W) covering ``images`` in order."""
+    for start in range(0, len(images), chunk_rows):
+        yield images[start : start + chunk_rows]
