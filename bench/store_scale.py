@@ -16,6 +16,8 @@ touched count too):
 4. ``compare``: the same student epoch on the first ``--memory-subset`` images, from the
    store (streamed) and from memory (the rows read into one tensor first), alternating,
    ``--rounds`` each; the ratio store / memory (issue target >= 0.9, the store in the page cache).
+5. ``read``: every training row gathered once in a shuffled order, batch by batch, with no
+   model: the rate one process (one torchrun rank) reads a store in the page cache.
 
 The store is kept in ``--work`` between runs (packing resumes or is skipped); ``--fresh`` deletes it.
 """
@@ -169,7 +171,18 @@ def phase_compare(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-PHASES = {"pack": phase_pack, "label": phase_label, "epoch": phase_epoch, "compare": phase_compare}
+def phase_read(args: argparse.Namespace) -> dict[str, Any]:
+    """Gather every training row once in a shuffled order, batch by batch, with no model: the read rate."""
+    train = read_store(args.store, stream=True).train
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))
+    started = time.perf_counter()
+    for start in range(0, len(order), args.batch_size):
+        train.images[order[start : start + args.batch_size]]
+    seconds = time.perf_counter() - started
+    return {"images": len(train), "seconds": seconds, "mb_per_s": len(train) * int(np.prod(SHAPE)) / seconds / 1e6}
+
+
+PHASES = {"pack": phase_pack, "label": phase_label, "epoch": phase_epoch, "compare": phase_compare, "read": phase_read}
 
 
 def run_phase(args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -191,7 +204,7 @@ def main() -> int:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--memory-subset", type=int, default=100_000, help="rows for the store/memory comparison")
     parser.add_argument("--rounds", type=int, default=3, help="alternating epochs per side in the comparison")
-    parser.add_argument("--phases", default="pack,label,epoch,compare", help="comma-separated subset of phases")
+    parser.add_argument("--phases", default="pack,label,epoch,compare,read", help="comma-separated subset of phases")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--fresh", action="store_true", help="delete the work folder first")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)  # internal: run one phase here

@@ -58,12 +58,29 @@ def test_take_and_cat_compose_index_arrays_without_reading(tmp_path: Path) -> No
     assert torch.equal(RowTable.of(TensorRows(pool), 4)[1:3], pool[1:3])
 
 
+def test_gathered_pages_are_given_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After RELEASE_ROWS gathered the map's pages are released; reads after that still see the file."""
+    import pickle
+
+    from deepmimic.data import rows as rows_module
+
+    monkeypatch.setattr(rows_module, "RELEASE_ROWS", 8)
+    table, images = _file_table(tmp_path)
+    for start in range(0, 50, 5):
+        assert torch.equal(table[start : start + 5], images[start : start + 5])
+    assert table.sources[0]._since_release < 8
+    copy = pickle.loads(pickle.dumps(table))  # a worker process maps the file anew
+    assert copy.sources[0]._map is None and torch.equal(copy[torch.tensor([7, 3])], images[[7, 3]])
+
+
 def test_a_short_file_and_a_device_move_are_one_line_errors(tmp_path: Path) -> None:
     table, _ = _file_table(tmp_path)
     with open(tmp_path / "rows.u8", "r+b") as handle:
         handle.truncate(60 * 10)
-    with pytest.raises(DataError, match="short read"):
+    with pytest.raises(DataError, match="file truncated"):
         table[45:50]
+    with pytest.raises(DataError, match="cannot open"):
+        RowTable.of(FileRows(tmp_path / "absent.u8", 2, (1, 1, 1)), 2)[0:1]
     with pytest.raises(DataError, match="cannot be moved"):
         table.to("meta")
 
@@ -108,15 +125,16 @@ def test_a_store_without_test_rows_gets_a_stratified_test_part(tmp_path: Path) -
         assert torch.equal(torch.sort(torch.cat([parts.train.labels, parts.test.labels])).values, labels.sort().values)
 
 
-@pytest.mark.parametrize("augment", ["none", "crop-flip"])
-def test_streamed_batches_equal_in_memory_batches(tmp_path: Path, augment: str) -> None:
+@pytest.mark.parametrize(("augment", "read_ahead"), [("none", True), ("crop-flip", True), ("crop-flip", False)])
+def test_streamed_batches_equal_in_memory_batches(tmp_path: Path, augment: str, read_ahead: bool) -> None:
     table, images = _file_table(tmp_path, n=70, shape=(3, 8, 8))
     probs = torch.rand(70, 4)
     norm = Normalizer.fit(images)
     runs = []
     for source in (images, table):
         gen = torch.Generator().manual_seed(5)
-        batches = iterate_batches(TrainingSet(source, {"probs": probs}), 16, norm, gen, torch.device("cpu"), augment)
+        data = TrainingSet(source, {"probs": probs})
+        batches = iterate_batches(data, 16, norm, gen, torch.device("cpu"), augment, read_ahead=read_ahead)
         runs.append([(b.x, b.targets["probs"], b.index) for b in batches])
     assert len(runs[0]) == len(runs[1]) == 5
     for (xa, pa, ia), (xb, pb, ib) in zip(*runs, strict=True):

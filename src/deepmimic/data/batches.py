@@ -4,7 +4,7 @@ No per-sample Python runs in the hot loop: an epoch is one random permutation, e
 batch is an index slice of the uint8 image tensor (and of every target tensor), and
 augmentation is vectorised over the batch. Streamed images (a
 :class:`~deepmimic.data.rows.RowTable` over a packed store) are gathered the same way,
-by a prefetch thread one or two batches ahead, so reading overlaps training.
+by a prefetch thread one or two batches ahead (``read_ahead``), so reading overlaps training.
 """
 
 from __future__ import annotations
@@ -151,6 +151,7 @@ def iterate_batches(
     rank: int = 0,
     world_size: int = 1,
     memory_format: torch.memory_format = torch.contiguous_format,
+    read_ahead: bool = True,
 ) -> Iterator[Batch]:
     """Yield shuffled batches for one epoch (order and augmentation from ``generator``).
 
@@ -159,12 +160,15 @@ def iterate_batches(
     ``batch_size``; ``Batch.global_size`` tells the engine how to weight its share. A
     final global batch of fewer than ``2 * world_size`` rows is skipped on every rank (a
     rank would get no row, or a single one, which BatchNorm cannot train on).
+
+    ``read_ahead``: streamed images are gathered by a thread one or two batches ahead
+    (worth it when a core is free for it; the batches are the same either way).
     """
     if augment not in AUGMENTATIONS:
         raise DataError(f"unknown augmentation '{augment}', expected one of {', '.join(AUGMENTATIONS)}")
     plans = _batch_plans(len(data), batch_size, generator, augment, drop_last, rank, world_size)
     gathered = ((idx, draws, global_size, *_gather(data, idx)) for idx, draws, global_size in plans)
-    if is_streamed(data.images):  # rows come from disk: read the next batch while this one trains
+    if read_ahead and is_streamed(data.images):  # rows come from disk: read the next batch while this one trains
         gathered = prefetch(gathered, depth=2)
     for idx, draws, global_size, images, targets in gathered:
         x = normalizer(images.to(device, non_blocking=True))

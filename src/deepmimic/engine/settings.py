@@ -56,6 +56,9 @@ class TrainSettings(StrictModel):
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # bf16 autocast of the forward pass
     channels_last: bool | Literal["auto"] = "auto"  # NHWC memory layout for conv nets
     data_on_device: bool | Literal["auto"] = "auto"  # keep uint8 images and targets on the GPU
+    # A thread gathers the next batch of a streamed store while this one trains. "auto": on CUDA,
+    # or when a CPU core is left over beside the compute threads (on 2 cores it measured slower).
+    read_ahead: bool | Literal["auto"] = "auto"
     compile: bool = False  # torch.compile the student (nn.Module.compile: weights keep their names)
     compile_teacher: bool = False  # torch.compile a white-box teacher too (online methods)
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -75,6 +76,7 @@ RESUMABLE_CHANGES = {
     "precision",
     "channels_last",
     "data_on_device",
+    "read_ahead",
     "compile",
     "compile_teacher",
 }
@@ -88,6 +90,7 @@ class SpeedPlan:
     autocast_dtype: torch.dtype | None  # None: full float32
     memory_format: torch.memory_format
     data_on_device: bool
+    read_ahead: bool = False  # gather streamed batches in a thread
 
     @classmethod
     def resolve(cls, settings: TrainSettings, device: torch.device, model: torch.nn.Module | None = None) -> SpeedPlan:
@@ -97,7 +100,9 @@ class SpeedPlan:
         computes it natively (Ampere and newer); channels_last on CUDA, and on the CPU for
         nets with two or more Conv2d (1.11-1.36x on the MNIST and CIFAR-10 ladder models; a
         single conv layer loses 4-8% to the layout change and the copy before its linear
-        layers, as in ``mnist-student-b``; nothing to gain without Conv2d); GPU-resident data on CUDA.
+        layers, as in ``mnist-student-b``; nothing to gain without Conv2d); GPU-resident data on CUDA;
+        read-ahead of streamed batches on CUDA or with a spare core (on 2 cores busy with 2
+        compute threads the thread cost 16% of a small student's epoch: docs/scaling.md).
         """
         cuda = device.type == "cuda"
         native_bf16 = cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
@@ -106,11 +111,14 @@ class SpeedPlan:
         conv_on_cpu = device.type == "cpu" and convs >= 2
         channels_last = settings.channels_last is True or (settings.channels_last == "auto" and (cuda or conv_on_cpu))
         on_device = settings.data_on_device is True or (settings.data_on_device == "auto" and cuda)
+        spare_core = (os.cpu_count() or 1) > torch.get_num_threads() * distributed.world_size()
+        read_ahead = settings.read_ahead is True or (settings.read_ahead == "auto" and (cuda or spare_core))
         return cls(
             device=device,
             autocast_dtype=torch.bfloat16 if bf16 else None,
             memory_format=torch.channels_last if channels_last else torch.contiguous_format,
             data_on_device=on_device and device.type != "cpu",
+            read_ahead=read_ahead,
         )
 
     def autocast(self) -> torch.autocast:
@@ -368,6 +376,7 @@ def _train_one_epoch(
         rank=distributed.rank(),
         world_size=world,
         memory_format=plan.memory_format,
+        read_ahead=plan.read_ahead,
     )
     for step, batch in enumerate(batches):
         with plan.autocast():
