@@ -151,3 +151,17 @@ def test_compile_is_refused_for_a_derivative_loss() -> None:
             TrainSettings(epochs=1, compile=True, device="cpu"),
             progress=False,
         )
+
+
+def test_read_ahead_auto_needs_cuda_or_a_spare_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: a reader thread on cores the compute threads fill measured slower (docs/scaling.md)."""
+    import os
+
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert not SpeedPlan.resolve(TrainSettings(), torch.device("cpu")).read_ahead
+    assert SpeedPlan.resolve(TrainSettings(), torch.device("cuda", 0)).read_ahead
+    assert SpeedPlan.resolve(TrainSettings(read_ahead=True), torch.device("cpu")).read_ahead
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert SpeedPlan.resolve(TrainSettings(), torch.device("cpu")).read_ahead
+    assert not SpeedPlan.resolve(TrainSettings(read_ahead=False), torch.device("cpu")).read_ahead
