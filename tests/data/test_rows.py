@@ -176,3 +176,28 @@ def test_torchrun_ranks_read_disjoint_shares_of_a_streamed_store(tmp_path: Path)
     assert len(shares[0]) == len(shares[1]) == 32
     assert not set(shares[0].tolist()) & set(shares[1].tolist())
     assert sorted(np.concatenate(shares).tolist()) == list(range(64))
+
+
+def test_store_options_are_checked(tmp_path: Path) -> None:
+    _stores(tmp_path)
+    with pytest.raises(DataError, match="stream must be true or false, got 'maybe'"):
+        read_store(tmp_path / "s.dmstore", stream="maybe")  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="verify must be true or false"):
+        read_store(tmp_path / "s.dmstore", verify=1)  # type: ignore[arg-type]
+
+
+def test_a_store_without_labels_opens_for_labelling_only(tmp_path: Path) -> None:
+    """Tar shards without .cls: label -1; read_store refuses, open_unlabeled gives the rows to label."""
+    from deepmimic.data.spec import open_unlabeled
+    from deepmimic.data.store import StoreWriter
+    from deepmimic.data.store_format import FORMAT
+
+    identity = {"format": FORMAT, "shape": [1, 2, 2], "train": 5, "test": 0, "class_names": [], "source": "t"}
+    writer = StoreWriter(tmp_path / "u.dmstore", identity)
+    images = np.arange(20, dtype=np.uint8).reshape(5, 1, 2, 2)
+    writer.append(images, np.full(5, -1))
+    writer.finish(labelled=False)
+    with pytest.raises(DataError, match="packed without labels"):
+        read_store(tmp_path / "u.dmstore")
+    unlabelled = open_unlabeled(str(tmp_path / "u.dmstore"))
+    assert unlabelled.meta["labels_known"] is False and torch.equal(unlabelled.images[:], torch.from_numpy(images))

@@ -9,6 +9,7 @@ reasons, never raised, so one bad file cannot stop a pack.
 from __future__ import annotations
 
 import io
+import re
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -33,6 +34,9 @@ def open_item(item: FileItem) -> Image.Image:
     return Image.open(io.BytesIO(data))
 
 
+_IN_MEMORY_FILE = re.compile(r"<_io\.BytesIO object at 0x[0-9a-fA-F]+>")
+
+
 def fit_image(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     """``image`` resized to cover ``size`` = (H, W) and centre-cropped to it (one bilinear resample)."""
     return ImageOps.fit(image, (size[1], size[0]), Image.Resampling.BILINEAR)
@@ -46,7 +50,7 @@ def decode_batch(items: list[FileItem], mode: str, size: tuple[int, int]) -> lis
             with open_item(item) as image:
                 array = np.asarray(fit_image(image.convert(mode), size), dtype=np.uint8)  # (H, W) or (H, W, 3)
         except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, DecompressionBombError, ...
-            out.append(one_line(exc))
+            out.append(_IN_MEMORY_FILE.sub("the file", one_line(exc)))  # no object address in the report
             continue
         out.append(np.ascontiguousarray(array.reshape(*array.shape[:2], -1).transpose(2, 0, 1)))
     return out

@@ -40,6 +40,9 @@ def read_store(
     ``verify`` checks the images' SHA-256 against the header (reads the whole file once);
     ``test_fraction`` and ``seed`` apply only to a store without test rows.
     """
+    for name, value in (("verify", verify), ("stream", stream)):
+        if value is not None and not isinstance(value, bool):
+            raise DataError(f"store option {name} must be true or false, got {value!r}")
     store = Path(root)
     header, images, labels = _open(store, verify, stream)
     if int(labels.min(initial=0)) < 0:
