@@ -12,12 +12,15 @@ touched count too):
 2. ``label``: a small teacher (``--teacher`` notation, random weights: throughput only)
    labels every training image, streamed, into a memory-mapped ``probs.npy``.
 3. ``epoch``: one student epoch (``--student`` notation, soft labels from ``probs.npy``)
-   over every image, streamed from the store by the prefetch thread.
+   over every image, streamed from the store (``read_ahead`` as the engine's auto rule decides).
 4. ``compare``: the same student epoch on the first ``--memory-subset`` images, from the
    store (streamed) and from memory (the rows read into one tensor first), alternating,
    ``--rounds`` each; the ratio store / memory (issue target >= 0.9, the store in the page cache).
 5. ``read``: every training row gathered once in a shuffled order, batch by batch, with no
    model: the rate one process (one torchrun rank) reads a store in the page cache.
+6. ``pack_tar`` (run it with ``--phases pack_tar``): ``deepmimic pack``'s path for image files,
+   a tar shard of ``--tar-images`` 64x64 JPEGs decoded and resized to 32x32, with 1 and 2
+   worker processes.
 
 The store is kept in ``--work`` between runs (packing resumes or is skipped); ``--fresh`` deletes it.
 """
@@ -182,7 +185,58 @@ def phase_read(args: argparse.Namespace) -> dict[str, Any]:
     return {"images": len(train), "seconds": seconds, "mb_per_s": len(train) * int(np.prod(SHAPE)) / seconds / 1e6}
 
 
-PHASES = {"pack": phase_pack, "label": phase_label, "epoch": phase_epoch, "compare": phase_compare, "read": phase_read}
+def _write_jpeg_tar(path: Path, count: int) -> None:
+    """A tar shard of ``count`` synthetic 64x64 JPEGs (quality 90) with .cls members (not timed)."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    def add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+
+    with tarfile.open(path.with_suffix(".partial"), "w") as tar:
+        for start in range(0, count, CHUNK):
+            images, labels = synthetic_chunk(start, min(CHUNK, count - start), seed=1)
+            for i, (image, label) in enumerate(zip(images, labels, strict=True)):
+                big = Image.fromarray(image.transpose(1, 2, 0)).resize((64, 64), Image.Resampling.BILINEAR)
+                buffer = io.BytesIO()
+                big.save(buffer, "JPEG", quality=90)
+                add(tar, f"{start + i:08d}.jpg", buffer.getvalue())
+                add(tar, f"{start + i:08d}.cls", str(int(label)).encode())
+    os.replace(path.with_suffix(".partial"), path)
+
+
+def phase_pack_tar(args: argparse.Namespace) -> dict[str, Any]:
+    """``deepmimic pack``'s file path: a tar of 64x64 JPEGs decoded, resized to 32x32, per worker count."""
+    from deepmimic.data.pack_files import pack_files
+    from deepmimic.data.sources.tar_shards import list_tar_shards
+
+    shard = args.work.parent / f"jpeg-{args.tar_images}.tar"
+    if not shard.exists():
+        _write_jpeg_tar(shard, args.tar_images)
+    result: dict[str, Any] = {"images": args.tar_images, "source": "64x64 JPEG (quality 90) -> 32x32"}
+    for workers in (1, 2):
+        out = args.work / f"jpeg-{workers}w.dmstore"
+        shutil.rmtree(out, ignore_errors=True)
+        started = time.perf_counter()
+        pack_files(list_tar_shards(str(shard)), out, source=str(shard), size=(32, 32), workers=workers)
+        seconds = time.perf_counter() - started
+        result[f"workers_{workers}"] = {"seconds": seconds, "images_per_s": args.tar_images / seconds}
+        shutil.rmtree(out)
+    return result
+
+
+PHASES = {
+    "pack": phase_pack,
+    "label": phase_label,
+    "epoch": phase_epoch,
+    "compare": phase_compare,
+    "read": phase_read,
+    "pack_tar": phase_pack_tar,
+}
 
 
 def run_phase(args: argparse.Namespace, name: str) -> dict[str, Any]:
@@ -205,6 +259,7 @@ def main() -> int:
     parser.add_argument("--memory-subset", type=int, default=100_000, help="rows for the store/memory comparison")
     parser.add_argument("--rounds", type=int, default=3, help="alternating epochs per side in the comparison")
     parser.add_argument("--phases", default="pack,label,epoch,compare,read", help="comma-separated subset of phases")
+    parser.add_argument("--tar-images", type=int, default=20_000, help="JPEGs in the pack_tar phase's shard")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     parser.add_argument("--fresh", action="store_true", help="delete the work folder first")
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)  # internal: run one phase here
