@@ -304,3 +304,26 @@ def test_budget_order_random_asks_a_seeded_sample_and_file_the_first_rows(mentor
     assert rows("random-seed-1", 1, budget_order="random") != first
     saved = yaml.safe_load((tmp_path / "random" / "config.yaml").read_text())
     assert saved["budget_order"] == "random" and saved["train"]["eval_every"] == "auto"
+
+
+def test_mimic_on_a_streamed_store_matches_the_same_data_in_memory(
+    mentor_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17: a store read per batch (RowTable) gives mimic the same queries and the same student."""
+    from deepmimic.data import store_read
+    from deepmimic.data.rows import FileRows
+    from deepmimic.data.store import pack_dataset
+
+    pack_dataset(load_dataset("npz", mentor_run / "blobs.npz"), tmp_path / "b.dmstore", source="blobs")
+    monkeypatch.setattr(store_read, "STREAM_ABOVE_BYTES", 0)  # every store streams
+    reads = []
+    real_read = FileRows.read
+    monkeypatch.setattr(FileRows, "read", lambda self, rows: reads.append(len(rows)) or real_read(self, rows))
+    teacher = str(mentor_run / "run" / "mentor")
+    memory = run_mimic(_options(mentor_run, tmp_path / "memory", teacher), progress=False)
+    streamed = run_mimic(
+        _options(mentor_run, tmp_path / "streamed", teacher, data=str(tmp_path / "b.dmstore")), progress=False
+    )
+    assert streamed["queries"]["total_sent"] == memory["queries"]["total_sent"]
+    assert streamed["students"][0]["accuracy"] == memory["students"][0]["accuracy"]
+    assert reads  # the rows really came from the store file
