@@ -189,3 +189,19 @@ def test_a_teacher_whose_budget_runs_out_on_the_test_images_is_one_line(
     assert main(argv(data, teacher, tmp_path / "audit", "--budgets", "20,40")) == 2
     last = capsys.readouterr().err.strip().splitlines()[-1]  # progress lines go to stderr before it
     assert last.startswith("error:") and "answered 50 of the 80 test images" in last
+
+
+def test_query_images_from_a_streamed_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: --query-data store:PATH works when the store is streamed, converted or not."""
+    from deepmimic.audit.queries import read_query_images
+    from deepmimic.data import store_read
+    from deepmimic.data.store import pack_dataset
+
+    data = load_dataset("npz", write_blobs_npz(tmp_path / "blobs.npz"))
+    pack_dataset(data, tmp_path / "b.dmstore", source="blobs")
+    monkeypatch.setattr(store_read, "STREAM_ABOVE_BYTES", 0)
+    every = torch.cat([data.train.images, data.test.images])
+    same, _ = read_query_images(f"store:{tmp_path / 'b.dmstore'}", tuple(every.shape[1:]))
+    assert torch.equal(same, every)
+    grey, note = read_query_images(f"store:{tmp_path / 'b.dmstore'}", (1, 6, 6))
+    assert torch.equal(grey, to_shape(every, (1, 6, 6))) and "converted" in note

@@ -222,9 +222,14 @@ def test_bad_sources_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureF
         assert main(["pack", spec, str(tmp_path / "out.dmstore"), "--workers", "1"]) == 2, spec
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, (spec, err)
-    with pytest.raises(DataError, match="no readable images"):
-        _tar(tmp_path / "bad.tar", {"0.jpg": b"garbage", "1.png": b"more garbage"})
-        pack_files(file_source(str(tmp_path / "bad.tar")), tmp_path / "bad.dmstore", source="bad")
+    _tar(tmp_path / "bad.tar", {"0.jpg": b"garbage", "1.png": b"more garbage"})
+    for _ in range(2):  # the failed pack keeps its report, not its progress: a rerun decodes again
+        with pytest.raises(DataError, match="no readable images"):
+            pack_files(
+                file_source(str(tmp_path / "bad.tar")), tmp_path / "bad.dmstore", source="bad", size=(4, 4), channels=3
+            )
+        assert (tmp_path / "bad.dmstore" / "skipped.txt").read_text().count("\n") == 2
+        assert not (tmp_path / "bad.dmstore" / "header.json").exists()
 
 
 def test_cli_packs_tar_shards_and_resumes_a_finished_store_untouched(
@@ -249,3 +254,11 @@ def test_in_memory_sources_still_pack_and_take_channels(tmp_path: Path) -> None:
     packed, original = read_store(tmp_path / "s.dmstore"), load_dataset("npz", data_path)
     assert packed.train.in_shape == (3, 4, 4) and torch.equal(packed.test.labels, original.test.labels)
     assert not (tmp_path / "s.dmstore" / "names.txt").exists()  # no file names: a data set from memory
+
+
+@pytest.mark.parametrize("text", ["²", "١٢", "-1", "x"])
+def test_a_cls_member_must_hold_ascii_digits(tmp_path: Path, text: str) -> None:
+    """int() accepts other scripts' digits ('١٢' is 12): only 0-9 are a class index, else one line."""
+    _tar(tmp_path / "c.tar", {"0.png": b"not read", "0.cls": text.encode()})
+    with pytest.raises(DataError, match="expected a class index"):
+        file_source(str(tmp_path / "c.tar"))

@@ -201,3 +201,5 @@ def test_a_store_without_labels_opens_for_labelling_only(tmp_path: Path) -> None
         read_store(tmp_path / "u.dmstore")
     unlabelled = open_unlabeled(str(tmp_path / "u.dmstore"))
     assert unlabelled.meta["labels_known"] is False and torch.equal(unlabelled.images[:], torch.from_numpy(images))
+    with pytest.raises(DataError, match="no test rows were packed"):
+        open_unlabeled(str(tmp_path / "u.dmstore"), "test")

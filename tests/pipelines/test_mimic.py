@@ -306,8 +306,9 @@ def test_budget_order_random_asks_a_seeded_sample_and_file_the_first_rows(mentor
     assert saved["budget_order"] == "random" and saved["train"]["eval_every"] == "auto"
 
 
+@pytest.mark.parametrize("subset", [None, 40])
 def test_mimic_on_a_streamed_store_matches_the_same_data_in_memory(
-    mentor_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    mentor_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, subset: int | None
 ) -> None:
     """Issue 17: a store read per batch (RowTable) gives mimic the same queries and the same student."""
     from deepmimic.data import store_read
@@ -320,9 +321,10 @@ def test_mimic_on_a_streamed_store_matches_the_same_data_in_memory(
     real_read = FileRows.read
     monkeypatch.setattr(FileRows, "read", lambda self, rows: reads.append(len(rows)) or real_read(self, rows))
     teacher = str(mentor_run / "run" / "mentor")
-    memory = run_mimic(_options(mentor_run, tmp_path / "memory", teacher), progress=False)
+    memory = run_mimic(_options(mentor_run, tmp_path / "memory", teacher, subset=subset), progress=False)
     streamed = run_mimic(
-        _options(mentor_run, tmp_path / "streamed", teacher, data=str(tmp_path / "b.dmstore")), progress=False
+        _options(mentor_run, tmp_path / "streamed", teacher, data=str(tmp_path / "b.dmstore"), subset=subset),
+        progress=False,
     )
     assert streamed["queries"]["total_sent"] == memory["queries"]["total_sent"]
     assert streamed["students"][0]["accuracy"] == memory["students"][0]["accuracy"]

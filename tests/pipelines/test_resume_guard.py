@@ -235,3 +235,15 @@ def test_fewer_student_epochs_are_refused_before_anything_is_written(finished: P
     with pytest.raises(ConfigError, match="stage 'Student-A' has trained 2 epochs, more than the 1 asked for"):
         run_pipeline(_config(finished, "students.0.train.epochs=1"), resume=True, progress=False)
     assert _bytes(run / "config.yaml") == config_before
+
+
+def test_how_a_store_is_read_does_not_block_a_resume() -> None:
+    """Issue 17: stream/verify change how a store's rows are read, not which; other options still count."""
+    from deepmimic.config_schema import DataConfig
+    from deepmimic.pipelines.resume_guard import data_record
+
+    def record(**options: object) -> dict:
+        return data_record(DataConfig(name="store", root="x.dmstore", options=options), "sha")
+
+    assert record(stream=True, verify=True) == record() == record(stream=False)
+    assert record(test_fraction=0.3) != record()

@@ -14,6 +14,7 @@ import torch
 
 from deepmimic.data.convert import to_shape
 from deepmimic.data.registry import load_dataset, read_image_pool
+from deepmimic.data.rows import cat_rows, is_streamed, row_chunks
 from deepmimic.data.spec import parse_data_spec
 
 __all__ = ["read_query_images", "to_shape"]
@@ -31,10 +32,12 @@ def read_query_images(spec: str, shape: tuple[int, int, int]) -> tuple[torch.Ten
     else:
         name, root = parse_data_spec(spec)
         data = load_dataset(name, root)
-        images = torch.cat([data.train.images, data.test.images])
+        images = cat_rows([data.train.images, data.test.images])  # a streamed store stays a row table here
     source = tuple(images.shape[1:])
     note = f"{len(images):,} query images from {name}"
-    if source != shape:
-        images = to_shape(images, shape)
+    if source != shape:  # converted a chunk at a time (a store may be streamed); the converted pool is held
+        images = torch.cat([to_shape(chunk, shape) for chunk in row_chunks(images)])
         note += f", converted from {'x'.join(map(str, source))} to {'x'.join(map(str, shape))}"
+    elif is_streamed(images):  # the audit asks for rows in any order: its query pool is held in memory
+        images = torch.cat(list(row_chunks(images)))
     return images, note

@@ -120,7 +120,8 @@ def pack_files(
                 progress(index + 1, total)
     if chunk.flush(total) and progress is not None:
         progress(total, total)
-    if writer.rows == 0:
+    if writer.rows == 0:  # forget the progress (a rerun after fixing the files starts over); keep the report
+        (Path(out) / HEADER).unlink(missing_ok=True)
         raise DataError(f"{source}: no readable images ({total:,} left out; see {Path(out) / SKIPPED})")
     return writer.finish(train=writer.progress["train_rows"], test=writer.rows - writer.progress["train_rows"])
 

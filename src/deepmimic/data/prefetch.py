@@ -1,7 +1,7 @@
 """Run an iterator one or two items ahead in a background thread (issue 17: streamed batches).
 
-Reading a batch's rows from a store is I/O (``os.pread`` releases the GIL), so a thread
-can gather the next batch while the model trains on this one. Items come out in the
+Reading a batch's rows from a store may wait on the disk (page faults release the GIL), so
+a thread can gather the next batch while the model trains on this one. Items come out in the
 iterator's order; an exception in the thread is raised in the consumer at the item where
 it happened; a consumer that stops early (``break``, an error) stops the thread.
 """

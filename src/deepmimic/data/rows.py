@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ import torch
 from deepmimic.errors import DataError
 
 CHUNK_ROWS = 4096  # rows per chunk for whole-set passes: 12 MB at 3x32x32
+_MAP_LOCK = threading.Lock()  # the first map of a FileRows in a process is made once
 RELEASE_ROWS = 256  # give mapped pages back after this many rows gathered (bounds resident memory)
 
 
@@ -72,20 +74,26 @@ class FileRows:
 
     def _rows(self) -> np.ndarray:
         """The file as a read-only (n_rows, row_bytes) array over this process's map."""
-        if self._array is None or self._pid != os.getpid():
-            expected = self.n_rows * self.row_bytes
-            try:
-                with open(self.path, "rb") as handle:
-                    size = os.fstat(handle.fileno()).st_size
-                    if size < expected:  # reading past the end of a map would kill the process (SIGBUS)
-                        raise DataError(f"{self.path}: {size:,} bytes, expected {expected:,} (file truncated?)")
-                    self._map = mmap.mmap(handle.fileno(), expected, access=mmap.ACCESS_READ) if expected else None
-            except OSError as exc:
-                raise DataError(f"{self.path}: cannot open ({exc.strerror})") from exc
-            buffer = self._map if self._map is not None else b""
-            self._array = np.frombuffer(buffer, dtype=np.uint8).reshape(self.n_rows, self.row_bytes)
-            self._pid = os.getpid()
-        return self._array
+        if self._array is not None and self._pid == os.getpid():
+            return self._array
+        with _MAP_LOCK:  # a prefetch thread and the main thread may both make the first read
+            if self._array is None or self._pid != os.getpid():
+                self._open_map()
+            return self._array  # type: ignore[return-value]
+
+    def _open_map(self) -> None:
+        expected = self.n_rows * self.row_bytes
+        try:
+            with open(self.path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                if size < expected:  # reading past the end of a map would kill the process (SIGBUS)
+                    raise DataError(f"{self.path}: {size:,} bytes, expected {expected:,} (file truncated?)")
+                self._map = mmap.mmap(handle.fileno(), expected, access=mmap.ACCESS_READ) if expected else None
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot open ({exc.strerror})") from exc
+        buffer = self._map if self._map is not None else b""
+        self._array = np.frombuffer(buffer, dtype=np.uint8).reshape(self.n_rows, self.row_bytes)
+        self._pid = os.getpid()
 
     def read(self, rows: np.ndarray) -> np.ndarray:
         """(len(rows), C, H, W) uint8 (a copy), in the order of ``rows``."""

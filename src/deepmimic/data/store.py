@@ -133,10 +133,13 @@ class StoreWriter:
 
 def _append_bytes(path: Path, data: bytes | np.ndarray) -> None:
     """Append ``data`` to ``path`` and make it durable before the header that counts it."""
-    with open(path, "ab") as handle:
-        handle.write(data)  # type: ignore[arg-type]  # ndarray: its C-order buffer
-        handle.flush()
-        os.fsync(handle.fileno())
+    try:
+        with open(path, "ab") as handle:
+            handle.write(data)  # type: ignore[arg-type]  # ndarray: its C-order buffer
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:  # disk full, permissions: the header still counts only what is on disk
+        raise DataError(f"{path}: cannot write ({exc.strerror}); run the pack again to continue") from exc
 
 
 def pack_dataset(

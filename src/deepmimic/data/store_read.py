@@ -5,8 +5,9 @@ Two ways, chosen by ``stream`` (default: by size, :data:`STREAM_ABOVE_BYTES`):
 * mapped (small stores): ``images.u8`` is memory-mapped copy-on-write and the rows are
   tensors sharing that mapping (pages are read when used, nothing is written back);
 * streamed (large stores): the rows are a :class:`~deepmimic.data.rows.RowTable` over the
-  file, read with ``os.pread`` per batch, so neither memory nor the process's resident
-  size grows with the store. Splits and subsets compose index arrays.
+  file, gathered per batch from a memory map whose pages are given back as it goes, so
+  neither memory nor the process's resident size grows with the store. Splits and subsets
+  compose index arrays.
 
 A store packed with no test rows (a flat folder or tar shards) gets a stratified test
 part of ``test_fraction`` of its rows, as an index array.
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 
 from deepmimic.data.dataset import ImageDataset, TrainTest
-from deepmimic.data.rows import FileRows, Images, RowTable, take_rows
+from deepmimic.data.rows import FileRows, Images, RowTable, TensorRows
 from deepmimic.data.sources._common import stratified_split
 from deepmimic.data.store_format import IMAGES, LABELS, read_header, sha256_file
 from deepmimic.errors import DataError
@@ -64,20 +65,25 @@ def read_store(
 
 
 def read_store_images(root: str | Path, part: str = "train", stream: bool | None = None) -> ImageDataset:
-    """The ``part`` rows of a store for labelling by a teacher: works on stores packed without labels.
+    """The ``part`` rows of a store, in store order, for labelling by a teacher (``deepmimic label``).
 
-    Such a store's rows get the placeholder class ``"unknown"`` (label 0, ``meta["labels_known"]``
-    False); the labels are never sent to a teacher.
+    ``train`` is every row packed as training (for a store packed without a test part, that is
+    every row, so row i of the labels is line i of ``names.txt``); ``test`` the test rows, a
+    one-line error when none were packed. Works on stores packed without labels too: their
+    rows get the placeholder class ``"unknown"`` (label 0, ``meta["labels_known"]`` False);
+    labels are never sent to a teacher.
     """
     store = Path(root)
     header, images, labels = _open(store, False, stream)
-    if int(labels.min(initial=0)) >= 0:
-        parts = read_store(store, stream=stream)
-        return parts.train if part == "train" else parts.test
     n_train, n_test = int(header["train"]), int(header["test"])
+    if part == "test" and n_test == 0:
+        raise DataError(f"{store}: no test rows were packed (a folder or tar without a test part); use --split train")
     rows = torch.arange(n_train) if part == "train" else torch.arange(n_train, n_train + n_test)
-    dataset = _part(images, torch.zeros(len(labels), dtype=torch.int64), rows, ("unknown",), f"{store.name}/{part}")
-    dataset.meta["labels_known"] = False
+    known = int(labels.min(initial=0)) >= 0
+    names = tuple(str(n) for n in header["class_names"]) if known else ("unknown",)
+    values = torch.from_numpy(labels) if known else torch.zeros(len(labels), dtype=torch.int64)
+    dataset = _part(images, values, rows, names, f"{store.name}/{part}")
+    dataset.meta["labels_known"] = known
     return dataset
 
 
@@ -112,10 +118,12 @@ def _open(store: Path, verify: bool, stream: bool | None) -> tuple[dict, Images,
 
 
 def _part(images: Images, labels: torch.Tensor, rows: torch.Tensor, names: tuple[str, ...], name: str) -> ImageDataset:
-    """Rows ``rows`` as a dataset: a slice of the mapping when contiguous, else an index view or copy."""
+    """Rows ``rows`` as a dataset, nothing read: a slice of the mapping when contiguous, else an index view."""
     contiguous = len(rows) > 0 and int(rows[-1]) - int(rows[0]) + 1 == len(rows)
     if contiguous and not isinstance(images, RowTable):
         picked: Images = images[int(rows[0]) : int(rows[-1]) + 1]  # a view: still inside the mapping
-    else:
-        picked = take_rows(images, rows)
+    elif isinstance(images, RowTable):
+        picked = images.take(rows)
+    else:  # scattered rows of the mapping (a drawn test part): a table over it, not a copy
+        picked = RowTable.of(TensorRows(images), len(images)).take(rows)
     return ImageDataset(picked, labels[rows], names, name=name)

@@ -378,31 +378,34 @@ def _train_one_epoch(
         memory_format=plan.memory_format,
         read_ahead=plan.read_ahead,
     )
-    for step, batch in enumerate(batches):
-        with plan.autocast():
-            losses = runner(batch)  # Method.forward = Method.losses, through DDP when distributed
-        total = torch.stack([v.float() for v in losses.values()]).sum()
-        finite = bool(torch.isfinite(total)) if world == 1 else distributed.all_true(bool(torch.isfinite(total)))
-        if not finite:  # on every rank at once, so no rank is left waiting in a collective
-            values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
-            where = f" on rank {distributed.rank()}'s share" if world > 1 else ""
-            raise TrainingError(
-                f"{label}: non-finite loss at epoch {epoch}, batch {step + 1}{where} ({values}); "
-                "try a lower learning rate"
-            )
-        b = batch.x.shape[0]
-        # DDP averages gradients over ranks; weighting each rank's mean loss by its share of
-        # the global batch makes that average the gradient of the global batch's mean loss.
-        share = b * world / batch.global_size if world > 1 and batch.global_size else 1.0
-        optimizer.zero_grad(set_to_none=True)
-        (total * share).backward()
-        optimizer.step()
-        losses.update(method.auxiliary_step(batch))  # e.g. the imitation game's discriminator update
-        seen += b
-        for name, value in losses.items():
-            sums[name] = sums.get(name, 0.0) + value.detach().float() * b
-        sums["loss"] = sums.get("loss", 0.0) + total.detach() * b  # the student's objective only
-        bar.advance()
+    try:
+        for step, batch in enumerate(batches):
+            with plan.autocast():
+                losses = runner(batch)  # Method.forward = Method.losses, through DDP when distributed
+            total = torch.stack([v.float() for v in losses.values()]).sum()
+            finite = bool(torch.isfinite(total)) if world == 1 else distributed.all_true(bool(torch.isfinite(total)))
+            if not finite:  # on every rank at once, so no rank is left waiting in a collective
+                values = ", ".join(f"{k}={v.item():.4g}" for k, v in losses.items())
+                where = f" on rank {distributed.rank()}'s share" if world > 1 else ""
+                raise TrainingError(
+                    f"{label}: non-finite loss at epoch {epoch}, batch {step + 1}{where} ({values}); "
+                    "try a lower learning rate"
+                )
+            b = batch.x.shape[0]
+            # DDP averages gradients over ranks; weighting each rank's mean loss by its share of
+            # the global batch makes that average the gradient of the global batch's mean loss.
+            share = b * world / batch.global_size if world > 1 and batch.global_size else 1.0
+            optimizer.zero_grad(set_to_none=True)
+            (total * share).backward()
+            optimizer.step()
+            losses.update(method.auxiliary_step(batch))  # e.g. the imitation game's discriminator update
+            seen += b
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value.detach().float() * b
+            sums["loss"] = sums.get("loss", 0.0) + total.detach() * b  # the student's objective only
+            bar.advance()
+    finally:
+        batches.close()  # a streamed epoch's read-ahead thread stops even when training raises
     elapsed = time.perf_counter() - started
     names = list(sums)  # the same insertion order on every rank
     if world > 1:  # logged losses are over the global batches, as one process would log them

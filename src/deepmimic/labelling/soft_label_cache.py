@@ -174,29 +174,36 @@ def _compute_npy(
 ) -> torch.Tensor:
     """Compute the probabilities straight into the ``.npy`` entry; return a memory map of it.
 
-    Rank 0 writes into a temporary file beside the entry (fsync, rename, then the sidecar).
-    Under torchrun the other ranks join ``compute_into`` (a collective) with a scratch file
-    of their own in the cache folder, removed afterwards, and then map rank 0's entry:
-    the ranks of a torchrun job share one machine and so the cache folder.
+    Rank 0 writes into a temporary file beside the entry (fsync, rename, then the sidecar)
+    and maps the entry. Under torchrun the other ranks join ``compute_into`` (a collective
+    that leaves every rank's array whole) with a scratch file of their own, map it, and
+    unlink it at once: the map stays valid, nothing is left behind, and no rank needs to see
+    rank 0's file, so a node-local cache folder works on several nodes too.
     """
     npy = paths["npy"]
     if distributed.is_main():
         with atomic_path(npy) as tmp:
             _fill(tmp, shape, compute_into)
         write_json(paths["sidecar"], {"key": key, "shape": list(shape), "dtype": "float32"})
+        probs = _read_npy_cache(npy, paths["sidecar"], key)
     else:
-        npy.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{npy.name}.rank{distributed.rank()}.", suffix=".tmp", dir=npy.parent)
-        os.close(fd)
-        try:
-            _fill(Path(name), shape, compute_into)
-        finally:
-            Path(name).unlink(missing_ok=True)
-    distributed.barrier()  # rank 0's entry is in place before anyone maps it
-    probs = _read_npy_cache(npy, paths["sidecar"], key)
+        probs = _own_copy(npy, shape, compute_into)
+    distributed.barrier()  # the entry is complete before any rank looks for it again
     if probs is None:
         raise DataError(f"{npy}: the soft labels just written cannot be read back")
     return probs
+
+
+def _own_copy(npy: Path, shape: tuple[int, int], compute_into: Callable[[np.ndarray], object]) -> torch.Tensor:
+    """A rank's own mapped copy (N, K): filled in a scratch file beside ``npy``, mapped, then unlinked."""
+    npy.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{npy.name}.rank{distributed.rank()}.", suffix=".tmp", dir=npy.parent)
+    os.close(fd)
+    try:
+        _fill(Path(name), shape, compute_into)
+        return torch.from_numpy(np.load(name, mmap_mode="c", allow_pickle=False))
+    finally:
+        Path(name).unlink(missing_ok=True)  # the map keeps the data until the process lets it go
 
 
 def _fill(path: Path, shape: tuple[int, int], compute_into: Callable[[np.ndarray], object]) -> None:

@@ -29,6 +29,7 @@ import yaml
 
 from deepmimic.data.batches import Normalizer, TrainingSet
 from deepmimic.data.registry import load_dataset
+from deepmimic.data.rows import take_rows
 from deepmimic.data.spec import parse_data_spec
 from deepmimic.engine.optim import resolve_device
 from deepmimic.engine.trainer import check_fit, fit
@@ -125,7 +126,7 @@ def run_mimic(
             .sort()
             .values
         )
-        unlabeled = unlabeled[keep]
+        unlabeled = take_rows(unlabeled, keep)  # a streamed store stays index-only
     options = dict(config.teacher_options)
     if config.label_only:
         options["label_only"] = "true"

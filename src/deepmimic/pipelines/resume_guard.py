@@ -55,14 +55,19 @@ class Stage:
     epochs: int | None = None  # the epochs asked for now: a checkpoint already past them is refused
 
 
+# Store options that change how rows are read, not which: a run may resume with others.
+HOW_A_STORE_IS_READ = frozenset({"stream", "verify"})
+
+
 def data_record(data: Any, content: str) -> dict[str, Any]:
     """What every stage records of its data: a :class:`deepmimic.config.DataConfig` (name,
     resolved root, reader options, subsets) and the SHA-256 ``content`` of the images and labels."""
     root = str(Path(data.root).expanduser().resolve()) if data.root else None
+    options = {k: v for k, v in data.options.items() if not (data.name == "store" and k in HOW_A_STORE_IS_READ)}
     return {
         "name": data.name,
         "root": root,
-        "options": data.options,
+        "options": options,
         "train_subset": data.train_subset,
         "test_subset": data.test_subset,
         "fingerprint": content,

@@ -97,7 +97,7 @@ def _read_cls(tar: tarfile.TarFile, member: tarfile.TarInfo, where: str) -> int:
     """The class index a ``.cls`` member holds (decimal text)."""
     handle = tar.extractfile(member)
     text = handle.read(_MAX_CLS_BYTES + 1).decode("utf-8", "replace").strip() if handle else ""
-    if not text.isdigit() or len(text) > _MAX_CLS_BYTES:
+    if not (text.isascii() and text.isdigit()) or len(text) > _MAX_CLS_BYTES:  # int() takes other digits too
         raise DataError(f"{where}: expected a class index (a non-negative integer), got {text[:20]!r}")
     check_class_count(int(text) + 1, where, f"class {int(text)}")
     return int(text)
