@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, PositiveInt, ValidationError
+from pydantic import Field, PositiveInt, ValidationError, model_validator
 
 from deepmimic.engine.settings import StrictModel, TrainSettings
 
@@ -22,6 +22,15 @@ class DataConfig(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict)
     train_subset: PositiveInt | None = None  # stratified subset of the training set (CPU-sized runs)
     test_subset: PositiveInt | None = None  # stratified subset of the test set
+    # Tuning without the test set: hold out this stratified fraction of the (subset) training
+    # images and evaluate on it instead; the test set is then never read into the results.
+    validation_fraction: float | None = Field(None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _one_evaluation_set(self) -> DataConfig:
+        if self.validation_fraction is not None and self.test_subset is not None:
+            raise ValueError("data.test_subset and data.validation_fraction exclude each other (no test set is used)")
+        return self
 
 
 class OutOfDomainConfig(StrictModel):

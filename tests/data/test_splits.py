@@ -117,3 +117,21 @@ def test_stratified_subset_keeps_class_proportions() -> None:
     assert stratified_subset(ds, 1000) is ds
     with pytest.raises(DataError, match="subset size"):
         stratified_subset(ds, 0)
+
+
+def test_validation_fraction_holds_out_training_images_and_never_uses_the_test_set() -> None:
+    """Tuning on held-out training images (issue 15): disjoint, stratified, the test part untouched."""
+    from deepmimic.config_schema import DataConfig
+    from deepmimic.data.splits import evaluation_parts
+
+    data = make_blobs_dataset(n_per_class=40, num_classes=4, seed=0)
+    poisoned = dataclasses.replace(data, name="test")  # would show up if the test part were used
+    train, held = evaluation_parts(data, poisoned, train_subset=120, validation_fraction=0.25, seed=1)
+    assert (len(train), len(held)) == (88, 32)  # 30 a class after the subset, round(7.5) = 8 held out
+    assert held.name.endswith("[validation]") and torch.bincount(held.labels).tolist() == [len(held) // 4] * 4
+    rows = {tuple(r.flatten().tolist()) for r in train.images}
+    assert not any(tuple(r.flatten().tolist()) in rows for r in held.images)
+    train2, test2 = evaluation_parts(data, poisoned, test_subset=20, seed=1)
+    assert train2 is data and len(test2) == 20 and test2.name.startswith("test")
+    with pytest.raises(ValueError, match="exclude each other"):
+        DataConfig(test_subset=10, validation_fraction=0.2)

@@ -112,3 +112,16 @@ def test_one_hot_baseline_refuses_out_of_domain_rows(tmp_path: Path) -> None:
     raw["students"] = [{**raw["students"][0], "name": "one-hot", "method": "supervised"}]
     with pytest.raises(ConfigError, match="out-of-domain images that have none"):
         run_pipeline(parse_config(raw), progress=False)
+
+
+def test_a_validation_run_evaluates_on_held_out_training_images(tmp_path: Path) -> None:
+    """Issue 15's tuning: data.validation_fraction replaces the test set, and the report says so."""
+    from deepmimic.report.build import build_report
+
+    config = tiny_config(tmp_path)
+    config["data"]["validation_fraction"] = 0.25
+    results = run_pipeline(parse_config(config), progress=False)
+    assert results["data"]["validation_fraction"] == 0.25
+    assert results["data"]["test"] == 60 and results["data"]["labeled"] + results["data"]["unlabeled"] == 180
+    report = build_report(tmp_path / "run")["report.md"].read_text()
+    assert "the test set was not used" in report

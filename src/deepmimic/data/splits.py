@@ -17,6 +17,7 @@ import torch
 
 from deepmimic.data.dataset import ImageDataset
 from deepmimic.data.rows import Images, cat_rows, take_rows
+from deepmimic.data.sources._common import stratified_split
 from deepmimic.errors import DataError
 
 
@@ -227,3 +228,29 @@ def stratified_subset(data: ImageDataset, count: int, seed: int = 0) -> ImageDat
         members = members[torch.randperm(members.numel(), generator=gen)]
         chosen.append(members[: int(round(fraction * members.numel()))])
     return data.subset(torch.sort(torch.cat(chosen)).values, name=f"{data.name}[{count}]")
+
+
+def evaluation_parts(
+    train: ImageDataset,
+    test: ImageDataset,
+    *,
+    train_subset: int | None = None,
+    test_subset: int | None = None,
+    validation_fraction: float | None = None,
+    seed: int = 0,
+) -> tuple[ImageDataset, ImageDataset]:
+    """(training part, evaluation part) after the data config's subsets and validation hold-out.
+
+    With ``validation_fraction`` a stratified share of the (subset) training images becomes
+    the evaluation set and ``test`` is not used: hyperparameters can be tuned without ever
+    looking at the test set. Otherwise the evaluation set is ``test`` (or its stratified
+    ``test_subset``).
+    """
+    if train_subset:
+        train = stratified_subset(train, train_subset, seed)
+    if validation_fraction is not None:
+        kept, held = stratified_split(train.labels, validation_fraction, seed)
+        return train.subset(kept, name=train.name), train.subset(held, name=f"{train.name}[validation]")
+    if test_subset:
+        test = stratified_subset(test, test_subset, seed)
+    return train, test

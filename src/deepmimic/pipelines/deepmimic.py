@@ -27,9 +27,9 @@ from deepmimic.data.splits import (
     MentorStudentSplit,
     UnlabeledImages,
     add_out_of_domain,
+    evaluation_parts,
     remove_unbalanced,
     split_labeled_unlabeled,
-    stratified_subset,
 )
 from deepmimic.engine.optim import resolve_device
 from deepmimic.engine.trainer import FitResult, check_fit, fit
@@ -67,11 +67,14 @@ class PreparedData:
 def prepare_data(config: PipelineConfig) -> PreparedData:
     """Load the dataset, split it, and apply the unbalanced variants of section 4.3."""
     data = load_dataset(config.data.name, config.data.root, **config.data.options)
-    train, test = data.train, data.test
-    if config.data.train_subset:
-        train = stratified_subset(train, config.data.train_subset, config.split.seed)
-    if config.data.test_subset:
-        test = stratified_subset(test, config.data.test_subset, config.split.seed)
+    train, test = evaluation_parts(
+        data.train,
+        data.test,
+        train_subset=config.data.train_subset,
+        test_subset=config.data.test_subset,
+        validation_fraction=config.data.validation_fraction,
+        seed=config.split.seed,
+    )
     split = split_labeled_unlabeled(train, config.split.labeled_fraction, config.split.seed)
     student_images = split.unlabeled
     if config.split.removal_ratio_bound > 0:
@@ -316,6 +319,7 @@ def run_pipeline(
             "test": len(test),
             "train_subset": config.data.train_subset,
             "test_subset": config.data.test_subset,
+            "validation_fraction": config.data.validation_fraction,
             "class_names": list(test.class_names),
             "in_shape": list(test.in_shape),
             "normalizer": data.normalizer.to_dict(),

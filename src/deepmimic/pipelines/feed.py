@@ -35,7 +35,7 @@ import yaml
 from deepmimic.data import load_dataset
 from deepmimic.data.batches import Normalizer, TrainingSet
 from deepmimic.data.fingerprint import fingerprint
-from deepmimic.data.splits import stratified_subset
+from deepmimic.data.splits import evaluation_parts
 from deepmimic.engine.optim import resolve_device
 from deepmimic.engine.trainer import check_fit, fit
 from deepmimic.environment import describe_environment
@@ -219,11 +219,14 @@ def run_feed(
     stages = _feed_stages(config)  # names and option names, before the data is read
     out = check_output_dir(config.output_dir)
     data = load_dataset(config.data.name, config.data.root, **config.data.options)
-    train, test = data.train, data.test
-    if config.data.train_subset:
-        train = stratified_subset(train, config.data.train_subset, 0)
-    if config.data.test_subset:
-        test = stratified_subset(test, config.data.test_subset, 0)
+    train, test = evaluation_parts(
+        data.train,
+        data.test,
+        train_subset=config.data.train_subset,
+        test_subset=config.data.test_subset,
+        validation_fraction=config.data.validation_fraction,
+        seed=0,
+    )
     normalizer = Normalizer.fit(train.images)
     labelled = TrainingSet(train.images, {"labels": train.labels}, name="train")
     k = test.num_classes
@@ -348,7 +351,13 @@ def run_feed(
         "name": config.name,
         "command": command,
         "model": config.model,
-        "data": {"name": config.data.name, "train": len(train), "test": len(test), "in_shape": list(test.in_shape)},
+        "data": {
+            "name": config.data.name,
+            "train": len(train),
+            "test": len(test),
+            "in_shape": list(test.in_shape),
+            "validation_fraction": config.data.validation_fraction,
+        },
         "rows": rows,
         "wall_time_s": time.perf_counter() - started,
         "environment": describe_environment(device),

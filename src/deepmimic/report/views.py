@@ -71,6 +71,12 @@ class RunView:
         if not isinstance(source, dict):  # mimic's config names its data by a spec string
             source = {}
         train_subset, test_subset = source.get("train_subset"), source.get("test_subset")
+        validation = source.get("validation_fraction")
+        if validation:  # tuning runs: every "test" number in the report is on held-out training images
+            return (
+                f"Evaluation set: {validation:.0%} of the {count(train_subset) if train_subset else 'all'} training "
+                "images, held out (stratified); the test set was not used. Every 'test' figure here is on it."
+            )
         if train_subset or test_subset:
             return (
                 f"Subset: {count(train_subset) if train_subset else 'all'} training images, "
