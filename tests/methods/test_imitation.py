@@ -93,7 +93,8 @@ def test_discriminator_and_student_optimizers_touch_only_their_own_parameters() 
     assert any(not torch.equal(a, b) for a, b in zip(student_before, student.parameters()))
     student_after = [p.clone() for p in student.parameters()]
     logged = method.auxiliary_step(batch)
-    assert set(logged) == {"disc"} and torch.isfinite(logged["disc"])
+    assert set(logged) == {"disc", "disc_real_acc", "disc_fake_acc", "adv_agreement"}
+    assert torch.isfinite(logged["disc"]) and all(0 <= float(logged[k]) <= 1 for k in set(logged) - {"disc"})
     assert any(not torch.equal(a, b) for a, b in zip(disc_before, method.discriminator.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(student_after, student.parameters()))
     assert method.auxiliary_step(batch) == {}  # nothing pending: one D step per student step

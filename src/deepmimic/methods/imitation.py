@@ -161,7 +161,13 @@ class Imitation(Method):
         return {"discriminator": self._disc_optimizer} if self._disc_optimizer is not None else {}
 
     def auxiliary_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One discriminator update on the batch's (teacher, student) outputs: L_disc."""
+        """One discriminator update on the batch's (teacher, student) outputs: L_disc.
+
+        Also logged, for diagnosing the game (never part of the student's loss): the share of
+        teacher outputs D calls real (``disc_real_acc``) and of student outputs it calls fake
+        (``disc_fake_acc``) before its step, and how often the student's top class is the
+        condition y (``adv_agreement``: the teacher's top class, or the label).
+        """
         if self._pending is None or self.discriminator is None or self._disc_optimizer is None:
             return {}
         fake, real, condition = self._pending
@@ -175,4 +181,10 @@ class Imitation(Method):
         loss.backward()
         distributed.average_gradients(self.discriminator.parameters())  # D is stepped outside DDP
         self._disc_optimizer.step()
-        return {"disc": loss.detach()}
+        with torch.no_grad():  # (B,) scores and (B, K) outputs -> shares in [0, 1]
+            diagnostics = {
+                "disc_real_acc": (real_score > 0).float().mean(),
+                "disc_fake_acc": (fake_score < 0).float().mean(),
+                "adv_agreement": (fake.argmax(dim=1) == condition).float().mean(),
+            }
+        return {"disc": loss.detach(), **diagnostics}
