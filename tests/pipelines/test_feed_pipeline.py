@@ -284,6 +284,14 @@ def test_members_and_sequences_give_their_own_rows(tmp_path: Path, monkeypatch: 
         ("sFEED stack 2", "sfeed"),
         ("sFEED+P stack 2", "sfeed"),
     ]
+    ensemble = results["rows"][3]  # why an ensemble does (not) win: logit averaging, members, their disagreement
+    assert len(ensemble["member_accuracies"]) == 3 and 0 <= ensemble["member_disagreement"] <= 1
+    assert 0 <= ensemble["accuracy_logit_average"] <= 1
+    scratch_accuracies = [row["accuracy"] for row in results["rows"][:3]]
+    assert ensemble["member_accuracies"] == pytest.approx(scratch_accuracies)
+    from deepmimic.report.build import build_report
+
+    assert "averaging logits; members" in build_report(tmp_path / "feed")["report.md"].read_text()
     inputs = {
         k: json.loads((tmp_path / "feed" / f"pfeed-k-{k}" / "inputs.json").read_text())["teachers"] for k in (2, 3)
     }

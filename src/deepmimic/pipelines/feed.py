@@ -341,10 +341,9 @@ def run_feed(
         models[stage.name] = model
         if stage.name == stages[len(config.scratch_seeds) - 1].name:  # the last scratch model: their ensemble
             scratch = [models[s.name] for s in stages[: len(config.scratch_seeds)]]
-            ensemble_probs = torch.stack([predict_probs(m, test.images, normalizer, device) for m in scratch]).mean(
-                0
-            )  # (N, K)
-            rows.append(_ensemble_row(ensemble_probs, scratch, test))
+            member_probs = torch.stack([predict_probs(m, test.images, normalizer, device) for m in scratch])  # (M,N,K)
+            ensemble_probs = member_probs.mean(0)  # (N, K)
+            rows.append(_ensemble_row(member_probs, scratch, test))
 
     results = {
         "pipeline": "feed",
@@ -396,9 +395,18 @@ def _pretrained_row(
     }
 
 
-def _ensemble_row(probs: torch.Tensor, members: list[torch.nn.Module], test: Any) -> dict[str, Any]:
-    """Table 4's upper reference: the scratch ``members``' averaged test probabilities ``probs`` (N, K)."""
-    acc = (probs.argmax(1) == test.labels).float().mean().item()
+def _ensemble_row(member_probs: torch.Tensor, members: list[torch.nn.Module], test: Any) -> dict[str, Any]:
+    """Table 4's upper reference: the scratch ``members``' test probabilities (M, N, K), averaged.
+
+    Also recorded, to see why an ensemble does or does not beat its students (issue 15):
+    the accuracy of averaging logits instead (the argmax of the mean log-probability, which
+    is softmax of the mean logits up to a per-member constant), each member's accuracy, and
+    how often two members disagree on the top class (mean over pairs).
+    """
+    labels = test.labels
+    acc = (member_probs.mean(0).argmax(1) == labels).float().mean().item()
+    tops = member_probs.argmax(2)  # (M, N)
+    pairs = [(i, j) for i in range(len(tops)) for j in range(i + 1, len(tops))]
     return {
         "name": _ensemble_name(len(members)),
         "kind": "ensemble",
@@ -406,4 +414,12 @@ def _ensemble_row(probs: torch.Tensor, members: list[torch.nn.Module], test: Any
         "error": 1 - acc,
         "parameters": sum(count_parameters(m) for m in members),
         "seed": None,
+        "accuracy_logit_average": (member_probs.clamp_min(1e-12).log().mean(0).argmax(1) == labels)
+        .float()
+        .mean()
+        .item(),
+        "member_accuracies": [(t == labels).float().mean().item() for t in tops],
+        "member_disagreement": (
+            sum((tops[i] != tops[j]).float().mean().item() for i, j in pairs) / len(pairs) if pairs else 0.0
+        ),
     }

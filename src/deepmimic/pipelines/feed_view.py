@@ -107,6 +107,15 @@ class FeedView(RunView):
                 "Agreement of the first scratch model with the ensemble: "
                 f"{pct(run.results['agreement_scratch0_vs_ensemble'])}."
             )
+        for row in (r for r in run.results.get("rows") or [] if r.get("kind") == "ensemble"):
+            if num(row.get("accuracy_logit_average")) is None:
+                continue  # results from before these were recorded
+            members = ", ".join(pct(a) for a in row.get("member_accuracies") or [])
+            items.append(
+                f"{row['name']}: {pct(row['accuracy'])} averaging probabilities, "
+                f"{pct(row['accuracy_logit_average'])} averaging logits; members {members}; "
+                f"two members disagree on {pct(row.get('member_disagreement', 0.0))} of the test images."
+            )
         return items
 
     def train_settings(self, run: RunData, model: ModelRun) -> dict[str, Any]:
