@@ -241,3 +241,22 @@ def test_a_budget_in_a_given_order_resumes_with_the_same_rows(tmp_path: Path) ->
         label_dataset(CountingLabeler(), images, out, batch_size=4, progress=False, budget=16, order=other)
     with pytest.raises(TeacherError, match="permutation"):
         label_dataset(CountingLabeler(), images, out, progress=False, order=torch.zeros(N, dtype=torch.int64))
+
+
+def test_large_answer_tables_live_in_a_scratch_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 17: above FILE_BACKED_BYTES a log's (N, K) answers are a file-backed map, not memory;
+    reading the log back applies one record at a time; nothing is left in the folder."""
+    from deepmimic.labelling import query_log
+
+    monkeypatch.setattr(query_log, "FILE_BACKED_BYTES", 1)
+    path = tmp_path / "q.log"
+    with open_log(path) as log:
+        maps = Path("/proc/self/maps")
+        if maps.exists():  # Linux: the table is a map of an unlinked file in the log's folder
+            assert any(str(tmp_path) in line and "(deleted)" in line for line in maps.read_text().splitlines())
+        log.append(*batch([3, 4, 5]))
+        log.append(*batch([0, 9]))
+    with open_log(path) as log:
+        assert log.count == 5 and log.records == 2
+        assert torch.equal(log.probs[[9, 0, 4]], batch([9, 0, 4])[1]) and not log.probs[1].any()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q.log"]

@@ -25,10 +25,12 @@ raises :class:`~deepmimic.errors.TeacherError`.
 from __future__ import annotations
 
 import json
+import mmap
 import os
 import struct
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,7 @@ from deepmimic.io_utils import atomic_path
 MAGIC = b"DMQLOG1\n"
 _U32x2 = struct.Struct("<II")
 HEADER_KEYS = ("source", "num_classes", "num_rows", "fingerprint")
+FILE_BACKED_BYTES = 256 * 2**20  # answers (N x K float32) of at least this size live in a scratch file
 
 try:  # advisory lock: two processes appending to one log would interleave records
     import fcntl
@@ -59,9 +62,13 @@ def fingerprint_images(images: Images) -> str:
     return fingerprint(images)
 
 
-def _parse(path: Path, data: bytes) -> tuple[dict[str, Any], list[tuple[np.ndarray, np.ndarray]], int]:
-    """(header, [(rows (B,), probs (B, K))...], offset where the valid records end)."""
-    if len(data) < len(MAGIC) + _U32x2.size or not data.startswith(MAGIC):
+Record = tuple[np.ndarray, np.ndarray]  # rows int64 (B,), probs float32 (B, K)
+Buffer = bytes | mmap.mmap  # a log's bytes, read or memory-mapped
+
+
+def _parse_header(path: Path, data: Buffer) -> tuple[dict[str, Any], int]:
+    """(header, offset of the first record)."""
+    if len(data) < len(MAGIC) + _U32x2.size or data[: len(MAGIC)] != MAGIC:
         raise TeacherError(f"{path}: not a deepmimic query log (bad magic); move it aside to start over")
     length, crc = _U32x2.unpack_from(data, len(MAGIC))
     start = len(MAGIC) + _U32x2.size
@@ -74,9 +81,18 @@ def _parse(path: Path, data: bytes) -> tuple[dict[str, Any], list[tuple[np.ndarr
         raise TeacherError(f"{path}: query log header is not JSON ({exc})") from exc
     if not isinstance(header, dict) or any(key not in header for key in HEADER_KEYS):
         raise TeacherError(f"{path}: query log header lacks {', '.join(HEADER_KEYS)}")
+    return header, start + length
+
+
+def _each_record(
+    path: Path, data: Buffer, header: dict[str, Any], offset: int, on_record: Callable[[np.ndarray, np.ndarray], None]
+) -> tuple[int, int]:
+    """Hand every valid record, in order, to ``on_record``; returns (records, offset where they end).
+
+    One record at a time, so a memory-mapped log of any size is never held whole.
+    """
     k, n = int(header["num_classes"]), int(header["num_rows"])
-    records: list[tuple[np.ndarray, np.ndarray]] = []
-    offset = start + length
+    parsed = 0
     while offset < len(data):
         if len(data) - offset < _U32x2.size:
             break  # torn: not even a record header
@@ -90,16 +106,37 @@ def _parse(path: Path, data: bytes) -> tuple[dict[str, Any], list[tuple[np.ndarr
             if end == len(data):
                 break  # torn last record
             raise TeacherError(
-                f"{path}: query log is corrupt at byte {offset} (record {len(records) + 1}); "
-                "move it aside to start over"
+                f"{path}: query log is corrupt at byte {offset} (record {parsed + 1}); move it aside to start over"
             )
         rows = np.frombuffer(payload, dtype="<i8", count=count)
         probs = np.frombuffer(payload, dtype="<f4", offset=8 * count).reshape(count, k)
         if rows.min() < 0 or rows.max() >= n:
-            raise TeacherError(f"{path}: query log record {len(records) + 1} has rows outside [0, {n})")
-        records.append((rows, probs))
+            raise TeacherError(f"{path}: query log record {parsed + 1} has rows outside [0, {n})")
+        on_record(rows, probs)
+        parsed += 1
         offset = end
-    return header, records, offset
+    return parsed, offset
+
+
+def _parse(path: Path, data: Buffer) -> tuple[dict[str, Any], list[Record], int]:
+    """(header, [(rows (B,), probs (B, K))...], offset where the valid records end)."""
+    header, start = _parse_header(path, data)
+    records: list[Record] = []
+    _, end = _each_record(path, data, header, start, lambda rows, probs: records.append((rows, probs)))
+    return header, records, end
+
+
+def _answer_table(num_rows: int, num_classes: int, folder: Path) -> torch.Tensor:
+    """Zeros (N, K) float32 for a log's answers: in memory, or above :data:`FILE_BACKED_BYTES` in a
+    scratch file beside the log (unlinked at once; the OS keeps it while mapped), so the answers
+    of ten million images are paged to disk instead of held in memory."""
+    nbytes = num_rows * num_classes * 4
+    if nbytes < FILE_BACKED_BYTES or nbytes == 0:
+        return torch.zeros(num_rows, num_classes, dtype=torch.float32)
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryFile(dir=folder, prefix=".answers-") as scratch:  # removed when the map is gone
+        table = np.memmap(scratch, dtype=np.float32, mode="w+", shape=(num_rows, num_classes))  # zeros
+    return torch.from_numpy(table)
 
 
 def read_query_log(path: str | os.PathLike[str]) -> tuple[dict[str, Any], torch.Tensor, torch.Tensor]:
@@ -142,7 +179,7 @@ class QueryLog:
         }
         self.num_classes = int(num_classes)
         self.answered = torch.zeros(num_rows, dtype=torch.bool)  # (N,)
-        self.probs = torch.zeros(num_rows, self.num_classes, dtype=torch.float32)  # (N, K)
+        self.probs = _answer_table(num_rows, self.num_classes, self.path.parent)  # (N, K), zeros
         self.records = 0
         self.torn_bytes = 0  # bytes of a torn last record cut off when opening
         # A log this job made is removed on close if no answer came (nothing to resume). It is
@@ -204,11 +241,20 @@ class QueryLog:
             raise TeacherError(f"{self.path}: query log is in use by another labelling process") from exc
 
     def _load(self) -> None:
-        self._file.seek(0)
-        data = self._file.read()
-        header, records, end = _parse(self.path, data)
-        mismatched = [key for key in HEADER_KEYS if header.get(key) != self.header[key]]
-        if mismatched and not records:  # nothing answered yet (a run that failed at once): start afresh
+        size = os.fstat(self._file.fileno()).st_size
+        # Memory-mapped, not read, and applied a record at a time: a log is never held whole.
+        data: Buffer = mmap.mmap(self._file.fileno(), size, access=mmap.ACCESS_READ) if size else b""
+        try:
+            header, start = _parse_header(self.path, data)
+            mismatched = [key for key in HEADER_KEYS if header.get(key) != self.header[key]]
+            if mismatched:
+                answered = _each_record(self.path, data, header, start, lambda rows, probs: None)[0]
+            else:
+                self.records, end = _each_record(self.path, data, header, start, self._apply)
+        finally:
+            if isinstance(data, mmap.mmap):
+                data.close()  # before the file is replaced or truncated below
+        if mismatched and not answered:  # nothing answered yet (a run that failed at once): start afresh
             self._create()  # atomically replaces the old header
             self._file.close()
             self._file = open(self.path, "r+b")  # noqa: SIM115
@@ -222,17 +268,18 @@ class QueryLog:
                 f"{self.path}: query log belongs to another labelling job ({found}; this job has {wanted}); "
                 "use another log path or delete it to start over"
             )
-        for rows, probs in records:
-            index = torch.from_numpy(rows.astype(np.int64))
-            self.answered[index] = True
-            self.probs[index] = torch.from_numpy(probs.astype(np.float32))
-        self.records = len(records)
-        if end < len(data):  # a torn last record from a crash: cut it off before appending
-            self.torn_bytes = len(data) - end
+        if end < size:  # a torn last record from a crash: cut it off before appending
+            self.torn_bytes = size - end
             self._file.truncate(end)
             self._file.flush()
             os.fsync(self._file.fileno())
         self._file.seek(end)
+
+    def _apply(self, rows: np.ndarray, probs: np.ndarray) -> None:
+        """Put one record's answers in place: rows int64 (B,), probs float32 (B, K)."""
+        index = torch.from_numpy(rows.astype(np.int64))
+        self.answered[index] = True
+        self.probs[index] = torch.from_numpy(probs.astype(np.float32))
 
     # -- use -----------------------------------------------------------------------------
 
