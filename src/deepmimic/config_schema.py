@@ -26,6 +26,14 @@ class DataConfig(StrictModel):
     # images and evaluate on it instead; the test set is then never read into the results.
     validation_fraction: float | None = Field(None, gt=0, lt=1)
 
+    def parts(self) -> dict[str, Any]:
+        """The keyword arguments of :func:`deepmimic.data.splits.evaluation_parts` this block sets."""
+        return {
+            "train_subset": self.train_subset,
+            "test_subset": self.test_subset,
+            "validation_fraction": self.validation_fraction,
+        }
+
     @model_validator(mode="after")
     def _one_evaluation_set(self) -> DataConfig:
         if self.validation_fraction is not None and self.test_subset is not None:

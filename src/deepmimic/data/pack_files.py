@@ -40,7 +40,7 @@ import numpy as np
 from deepmimic.data.file_decode import decode_batch, probe_batch
 from deepmimic.data.parallel import ordered_map
 from deepmimic.data.sources.file_listing import FileItem, FileListing, list_image_folder
-from deepmimic.data.sources.image_folder import _check_size
+from deepmimic.data.sources.image_folder import check_size
 from deepmimic.data.sources.tar_shards import is_tar_source, list_tar_shards
 from deepmimic.data.store import StoreWriter
 from deepmimic.data.store_format import FORMAT, HEADER, read_header
@@ -94,7 +94,7 @@ def pack_files(
         raise DataError(f"channels must be 1 or 3, got {channels!r}")
     if workers < 1:
         raise DataError(f"workers must be at least 1, got {workers}")
-    size = _check_size(size)  # positive, and within Pillow's pixel limit per image
+    size = check_size(size)  # positive, and within Pillow's pixel limit per image
     items, total = listing.items, len(listing.items)
     identity = {  # must match to resume; format and shape join them below
         "class_names": list(listing.class_names),

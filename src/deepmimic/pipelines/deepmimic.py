@@ -67,14 +67,7 @@ class PreparedData:
 def prepare_data(config: PipelineConfig) -> PreparedData:
     """Load the dataset, split it, and apply the unbalanced variants of section 4.3."""
     data = load_dataset(config.data.name, config.data.root, **config.data.options)
-    train, test = evaluation_parts(
-        data.train,
-        data.test,
-        train_subset=config.data.train_subset,
-        test_subset=config.data.test_subset,
-        validation_fraction=config.data.validation_fraction,
-        seed=config.split.seed,
-    )
+    train, test = evaluation_parts(data.train, data.test, **config.data.parts(), seed=config.split.seed)
     split = split_labeled_unlabeled(train, config.split.labeled_fraction, config.split.seed)
     student_images = split.unlabeled
     if config.split.removal_ratio_bound > 0:

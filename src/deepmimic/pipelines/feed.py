@@ -219,14 +219,7 @@ def run_feed(
     stages = _feed_stages(config)  # names and option names, before the data is read
     out = check_output_dir(config.output_dir)
     data = load_dataset(config.data.name, config.data.root, **config.data.options)
-    train, test = evaluation_parts(
-        data.train,
-        data.test,
-        train_subset=config.data.train_subset,
-        test_subset=config.data.test_subset,
-        validation_fraction=config.data.validation_fraction,
-        seed=0,
-    )
+    train, test = evaluation_parts(data.train, data.test, **config.data.parts(), seed=0)
     normalizer = Normalizer.fit(train.images)
     labelled = TrainingSet(train.images, {"labels": train.labels}, name="train")
     k = test.num_classes

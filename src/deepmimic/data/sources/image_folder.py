@@ -75,7 +75,7 @@ def _build(
     return ImageDataset(torch.from_numpy(images), torch.tensor(labels, dtype=torch.int64), classes, name)
 
 
-def _check_size(size: object) -> tuple[int, int] | None:
+def check_size(size: object) -> tuple[int, int] | None:
     if size is None:
         return None
     if (
@@ -108,7 +108,7 @@ def load_image_folder(
     base = require_dir(root)
     if channels not in (None, 1, 3):
         raise DataError(f"channels must be 1 or 3, got {channels!r}")
-    hw = _check_size(size)
+    hw = check_size(size)
     classes, parts = scan_parts(base)
     ch = channels or (3 if _any_colour([path for paths, _ in parts for path in paths]) else 1)
     if len(parts) == 2:
