@@ -118,3 +118,37 @@ def test_imitation_validates_options() -> None:
     with pytest.raises(ConfigError, match="at least one"):
         Imitation(small_net(0), teacher, rec_weight=0.0)
     assert Imitation(small_net(0), teacher, adv_weight=1.0, adv_condition="label").labels_required()
+
+
+def test_student_view_comes_from_logits_and_equals_softened_probabilities() -> None:
+    """softmax(z / T) from logits equals soften(softmax(z), T) where nothing is clamped, and
+    keeps a gradient where a probability is below the floor (there soften's clamp zeroes it)."""
+    from deepmimic.methods.losses import soften
+
+    method = Imitation(small_net(0), ModuleTeacher(small_net(1), 5), rec_weight=0.0, adv_weight=1.0)
+    z = torch.randn(4, 5)
+    assert torch.allclose(method._student_disc_view(z), soften(torch.softmax(z, dim=1), 4.0), atol=1e-6)
+    far = torch.tensor([[0.0, -40.0, 0.0, 0.0, 0.0]], requires_grad=True)  # p_1 ~ 4e-18 < 1e-12
+    method._student_disc_view(far)[0, 1].backward()
+    assert far.grad[0, 1] > 0
+
+
+def test_class_head_adds_a_student_term_and_trains_on_teacher_outputs_only() -> None:
+    student = small_net(0)
+    method = Imitation(student, ModuleTeacher(small_net(1), 5), rec_weight=0.0, adv_weight=1.0, adv_class_weight=0.5)
+    head = method.discriminator.class_head
+    assert head is not None and head.out_features == 5
+    batch = Batch(torch.randn(8, 1, 4, 4), {}, torch.arange(8))
+    losses = method.losses(batch)
+    assert set(losses) == {"adv", "adv_class"}
+    sum(losses.values()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    before = head.weight.clone()
+    # D's step: its class head moves towards the teacher's classes on the teacher's views.
+    method.auxiliary_step(batch)
+    assert not torch.equal(before, head.weight)
+    # Without the option, D has no head and the student no class term.
+    plain = Imitation(small_net(0), ModuleTeacher(small_net(1), 5), rec_weight=0.0, adv_weight=1.0)
+    assert plain.discriminator.class_head is None and set(plain.losses(batch)) == {"adv"}
+    with pytest.raises(ConfigError, match="adv_class_weight needs the discriminator"):
+        Imitation(small_net(0), ModuleTeacher(small_net(1), 5), rec_weight=1.0, adv_class_weight=1.0)

@@ -15,9 +15,13 @@ class ConditionalDiscriminator(nn.Module):
     learn; a plain concatenation of a one-hot y let D separate teacher from student by
     marginal statistics alone, and the student then learnt nothing (measured: chance accuracy
     on MNIST). Returns raw scores (B,).
+
+    ``class_head=True`` adds a K-way classifier on the same features h, as the paper's
+    Algorithm 1 has the adversary answer ``isStud, y_pred`` (an auxiliary-classifier GAN,
+    Odena et al., 2017): :meth:`score_and_class` returns both.
     """
 
-    def __init__(self, num_classes: int, hidden: int = 128) -> None:
+    def __init__(self, num_classes: int, hidden: int = 128, *, class_head: bool = False) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.features = nn.Sequential(
@@ -28,7 +32,15 @@ class ConditionalDiscriminator(nn.Module):
         )
         self.score = nn.Linear(hidden, 1)
         self.class_embedding = nn.Embedding(num_classes, hidden)
+        self.class_head = nn.Linear(hidden, num_classes) if class_head else None
 
     def forward(self, output: torch.Tensor, condition: torch.Tensor) -> torch.Tensor:
+        return self.score_and_class(output, condition)[0]
+
+    def score_and_class(
+        self, output: torch.Tensor, condition: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Raw real/fake scores (B,) and, with a class head, class logits (B, K); else None."""
         h = self.features(output)  # (B, H)
-        return self.score(h).squeeze(1) + (self.class_embedding(condition) * h).sum(dim=1)  # (B,)
+        score = self.score(h).squeeze(1) + (self.class_embedding(condition) * h).sum(dim=1)  # (B,)
+        return score, (self.class_head(h) if self.class_head is not None else None)

@@ -14,7 +14,13 @@
 
 What D sees: temperature-softened probabilities softmax(z / T) by default (T = 4). Raw
 softmax outputs are near one-hot for a confident teacher, so D could tell teacher from
-student by entropy alone; logits are the other option (``adv_input="logits"``).
+student by entropy alone; logits are the other option (``adv_input="logits"``). The
+student's view is computed from its logits, so no probability floor cuts its gradient.
+
+``adv_class_weight`` > 0 gives D a class head, after the paper's Algorithm 1, where the
+adversary returns ``isStud, y_pred``: D's head learns y from the teacher's outputs,
+CE(head(t(x)), y), and the student adds adv_class_weight * CE(head(f(x)), y), so it must
+look like the teacher's class y to D's classifier as well as like a teacher output at all.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ class Imitation(Method):
         adv_condition: Literal["teacher", "label"] = "teacher",
         disc_hidden: int = 128,
         disc_lr: float = 2e-4,
+        adv_class_weight: float = 0.0,
     ) -> None:
         for name, value, allowed in (
             ("output", output, ("logits", "probs")),
@@ -72,15 +79,20 @@ class Imitation(Method):
         check_option("imitation", "adv_temperature", adv_temperature, above=0)
         check_option("imitation", "disc_lr", disc_lr, above=0)
         check_option("imitation", "disc_hidden", disc_hidden, at_least=1)
+        check_option("imitation", "adv_class_weight", adv_class_weight, at_least=0)
+        if adv_class_weight > 0 and adv_weight == 0:
+            raise ConfigError("imitation: adv_class_weight needs the discriminator: set adv_weight > 0")
         self.rec_weight, self.der_weight, self.adv_weight = rec_weight, der_weight, adv_weight
         self.output, self.projections, self.exact_jacobian = output, projections, exact_jacobian
         self.adv_input, self.adv_temperature, self.adv_condition = adv_input, adv_temperature, adv_condition
-        self.disc_hidden, self.disc_lr = disc_hidden, disc_lr
+        self.disc_hidden, self.disc_lr, self.adv_class_weight = disc_hidden, disc_lr, adv_class_weight
         super().__init__(student, teacher)
         self.discriminator: ConditionalDiscriminator | None = None
         self._disc_optimizer: torch.optim.Optimizer | None = None
         if adv_weight > 0:
-            self.discriminator = ConditionalDiscriminator(self.teacher.num_classes, disc_hidden)
+            self.discriminator = ConditionalDiscriminator(
+                self.teacher.num_classes, disc_hidden, class_head=adv_class_weight > 0
+            )
             self._disc_optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=disc_lr, betas=(0.5, 0.999))
         self._pending: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
@@ -103,11 +115,18 @@ class Imitation(Method):
         return logits if self.output == "logits" else torch.softmax(logits, dim=1)
 
     def _disc_view(self, logits: torch.Tensor | None, probs: torch.Tensor) -> torch.Tensor:
-        """What D sees: logits, or probabilities softened at adv_temperature."""
+        """What D sees of the teacher: logits, or probabilities softened at adv_temperature."""
         if self.adv_input == "logits":
             assert logits is not None
             return logits
         return soften(probs, self.adv_temperature)
+
+    def _student_disc_view(self, logits: torch.Tensor) -> torch.Tensor:
+        """What D sees of the student: the same view, softmax(z / T) straight from its logits
+        (equal to soften(softmax(z), T), but with no probability floor to zero its gradient)."""
+        if self.adv_input == "logits":
+            return logits
+        return torch.softmax(logits.float() / self.adv_temperature, dim=1)
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.der_weight > 0:
@@ -144,10 +163,12 @@ class Imitation(Method):
         if self.adv_weight > 0:
             assert self.discriminator is not None
             condition = batch.targets["labels"] if self.adv_condition == "label" else teacher.probs.argmax(dim=1)
-            fake = self._disc_view(student_logits, torch.softmax(student_logits, dim=1))
+            fake = self._student_disc_view(student_logits)
             real = self._disc_view(teacher.logits, teacher.probs).detach()
-            score = self.discriminator(fake, condition)
+            score, class_logits = self.discriminator.score_and_class(fake, condition)
             out["adv"] = self.adv_weight * F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
+            if class_logits is not None:  # (B, K): D's class head on the student's view
+                out["adv_class"] = self.adv_class_weight * F.cross_entropy(class_logits, condition)
             # float32: the discriminator's step runs outside autocast
             self._pending = (fake.detach().float(), real.float(), condition)
         return out
@@ -161,7 +182,8 @@ class Imitation(Method):
         return {"discriminator": self._disc_optimizer} if self._disc_optimizer is not None else {}
 
     def auxiliary_step(self, batch: Batch) -> dict[str, torch.Tensor]:
-        """One discriminator update on the batch's (teacher, student) outputs: L_disc.
+        """One discriminator update on the batch's (teacher, student) outputs: L_disc, plus
+        CE(head(t(x)), y) when D has a class head.
 
         Also logged, for diagnosing the game (never part of the student's loss): the share of
         teacher outputs D calls real (``disc_real_acc``) and of student outputs it calls fake
@@ -172,11 +194,13 @@ class Imitation(Method):
             return {}
         fake, real, condition = self._pending
         self._pending = None
-        real_score = self.discriminator(real, condition)
+        real_score, real_class = self.discriminator.score_and_class(real, condition)
         fake_score = self.discriminator(fake, condition)
         loss = F.binary_cross_entropy_with_logits(
             real_score, torch.ones_like(real_score)
         ) + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score))
+        if real_class is not None:  # the class head learns y from teacher outputs only
+            loss = loss + F.cross_entropy(real_class, condition)
         self._disc_optimizer.zero_grad(set_to_none=True)  # also clears grads the student's adv term left on D
         loss.backward()
         distributed.average_gradients(self.discriminator.parameters())  # D is stepped outside DDP
