@@ -12,6 +12,7 @@ from deepmimic.cli import main
 from deepmimic.config import parse_config
 from deepmimic.errors import ConfigError
 from deepmimic.experiments import SweepOptions, run_experiment, sweeps
+from deepmimic.experiments.points import run_accuracies
 from pipeline_configs import write_blobs_npz
 from synthetic import make_blobs_dataset
 
@@ -317,3 +318,27 @@ def test_points_choose_a_coarser_grid_from_the_command_line(
     assert [row["point"] for row in summary["rows"]] == ["bound 10%", "bound 30%"]
     with pytest.raises(ConfigError, match="between 0 and 1"):
         run_experiment("split-ratio", SweepOptions(**{**opts.__dict__, "points": (0.0,)}))
+
+
+def test_first_seed_lets_seeds_run_in_parallel_processes_and_be_read_back_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--seeds 1 --first-seed 1 writes seed-1 only; with seed-0 run apart, --seeds 2 --resume reads both back."""
+    monkeypatch.setattr(sweeps, "RATIOS", (0.5,))
+    base = options(tmp_path)
+    second = run_experiment("split-ratio", SweepOptions(**{**base.__dict__, "seeds": 1, "first_seed": 1}))
+    out = tmp_path / "out" / "split-ratio"
+    assert [p.name for p in out.glob("*/seed-*")] == ["seed-1"]
+    assert second["first_seed"] == 1 and second["rows"][0]["runs"][0].endswith("seed-1")
+    run_experiment("split-ratio", SweepOptions(**{**base.__dict__, "seeds": 1}))
+    both = run_experiment("split-ratio", SweepOptions(**{**base.__dict__, "resume": True}))
+    assert both["read_back_runs"] == 2 and len(both["rows"][0]["runs"]) == 2
+    per_seed = [
+        run_accuracies(json.loads((tmp_path / "out" / "split-ratio" / run / "results.json").read_text()))[0][
+            "Student-A"
+        ]
+        for run in both["rows"][0]["runs"]
+    ]
+    assert both["rows"][0]["accuracy"]["Student-A"][0] == pytest.approx(sum(per_seed) / 2)
+    with pytest.raises(ConfigError, match="--first-seed must be >= 0"):
+        run_experiment("split-ratio", SweepOptions(**{**base.__dict__, "first_seed": -1}))

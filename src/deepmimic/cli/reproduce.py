@@ -23,6 +23,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         subset=args.subset,
         test_subset=args.test_subset,
         seeds=args.seeds,
+        first_seed=args.first_seed,
         dataset=args.dataset,
         students=args.students,
         one_hot=not args.no_one_hot,
@@ -102,6 +103,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     repro.add_argument("--subset", type=positive_int, default=None, help="stratified training subset size")
     repro.add_argument("--test-subset", type=positive_int, default=None, help="stratified test subset size")
     repro.add_argument("--seeds", type=positive_int, default=1, help="runs per point (mean +- std)")
+    repro.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        metavar="N",
+        help="number the seeds from N (folders seed-N ...): run seeds in parallel processes "
+        "(--seeds 1 --first-seed 1 beside --seeds 1), then read them all back with --seeds 2 --resume",
+    )
     repro.add_argument(
         "--points",
         type=fractions,

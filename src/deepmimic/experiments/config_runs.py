@@ -26,7 +26,7 @@ import yaml
 
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError
-from deepmimic.experiments.options import SweepOptions
+from deepmimic.experiments.options import SweepOptions, seed_numbers
 from deepmimic.experiments.points import finished_earlier, run_point, summarise, write_summary
 from deepmimic.pipelines.registry import DEFAULT_PIPELINE, get_pipeline
 from deepmimic.pipelines.variation import Variation
@@ -107,7 +107,7 @@ def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | 
     out = Path(opts.out) / experiment
     runs: list[tuple[Path, dict[str, Any]]] = []
     read_back = 0  # runs finished by an earlier invocation (--resume)
-    for seed in range(opts.seeds):
+    for seed in seed_numbers(opts):
         run_dir = out / f"seed-{seed}"
         read_back += finished_earlier(run_dir, opts)
         raw = _adjusted(yaml.safe_load(yaml.safe_dump(shipped)), opts, seed, run_dir)  # a deep copy per seed
@@ -121,6 +121,7 @@ def run_config_experiment(experiment: str, opts: SweepOptions, progress: bool | 
         "dataset": opts.dataset,
         "x_label": None,
         "seeds": opts.seeds,
+        "first_seed": opts.first_seed,
         "epochs": opts.epochs,
         "subset": opts.subset or shipped_data.get("train_subset"),
         "test_subset": opts.test_subset or shipped_data.get("test_subset"),

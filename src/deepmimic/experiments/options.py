@@ -30,6 +30,7 @@ class SweepOptions:
     subset: int | None = None  # stratified training subset
     test_subset: int | None = None
     seeds: int = 1
+    first_seed: int = 0  # run seeds first_seed .. first_seed + seeds - 1 (lanes in parallel, or seeds added later)
     dataset: str = "cifar10"  # for the sweeps (split-ratio, unbalanced-removal, out-of-domain)
     students: str | None = None  # student letters, e.g. "ab"; default: the whole ladder, "a" for sweeps
     one_hot: bool = True  # ladders: also train each student on the true labels of the same 80%
@@ -54,10 +55,17 @@ def student_epochs(opts: SweepOptions, dataset: str) -> int:
     return opts.student_epochs or mentor_epochs(opts, dataset)
 
 
+def seed_numbers(opts: SweepOptions) -> range:
+    """The seeds of every point: ``--first-seed`` onwards, ``--seeds`` of them (run folders ``seed-N``)."""
+    return range(opts.first_seed, opts.first_seed + opts.seeds)
+
+
 def check_options(opts: SweepOptions) -> None:
     """Refuse values the command line's types would have refused (the API takes them unchecked)."""
     if opts.seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {opts.seeds}")
+    if opts.first_seed < 0:
+        raise ConfigError(f"--first-seed must be >= 0, got {opts.first_seed}")
     for flag, value in (("--epochs", opts.epochs), ("--student-epochs", opts.student_epochs)):
         if value is not None and value < 1:
             raise ConfigError(f"{flag} must be >= 1, got {value}")

@@ -27,7 +27,7 @@ from typing import Any
 from deepmimic.data.splits import PoolTooSmallError
 from deepmimic.environment import describe_environment
 from deepmimic.errors import ConfigError
-from deepmimic.experiments.options import LADDERS, SweepOptions, mentor_epochs, student_epochs
+from deepmimic.experiments.options import LADDERS, SweepOptions, mentor_epochs, seed_numbers, student_epochs
 from deepmimic.experiments.paper_numbers import LADDER_TABLES, sweep_paper_row, sweep_source
 from deepmimic.experiments.points import finished_earlier, run_point, runs_wall_time, summarise, write_summary
 from deepmimic.experiments.recipes import OUR_CHOICES, RECIPES, recipe_train
@@ -146,7 +146,7 @@ def run_sweep(experiment: str, opts: SweepOptions, progress: bool | None = None)
         if skipped and experiment == "out-of-domain":  # larger fractions need still more pool images
             skipped.append(label)
             continue
-        for seed in range(opts.seeds):
+        for seed in seed_numbers(opts):
             run_dir = out / label.replace(" ", "-").replace("%", "pct") / f"seed-{seed}"
             raw = _base_config(
                 opts, dataset, f"{experiment} {label} seed {seed}", seed, run_dir, letters, ladder and opts.one_hot
@@ -200,6 +200,7 @@ def run_sweep(experiment: str, opts: SweepOptions, progress: bool | None = None)
         "dataset": dataset,
         "x_label": X_LABELS.get(experiment),
         "seeds": opts.seeds,
+        "first_seed": opts.first_seed,
         "epochs": mentor_epochs(opts, dataset),
         "student_epochs": student_epochs(opts, dataset),
         "subset": opts.subset,
