@@ -127,6 +127,13 @@ def test_models_dir_moves_a_pretrained_teachers_file(tmp_path: Path) -> None:
     assert raw["pretrained_students"][0]["pretrained"] == "resnet32:../shared/models/zoo/a.th"  # not edited in place
     default = config_runs._adjusted(raw, SweepOptions(), 0, tmp_path / "run")
     assert default["pretrained_students"][0]["pretrained"] == "resnet32:../shared/models/zoo/a.th"
+    # A pretrained mentor (the imitation game's strong teacher) moves the same way.
+    mentor = {"name": "T", "pretrained": "resnet20:../shared/models/zoo/t.th", "pretrained_options": {"mean": "0.5"}}
+    imitation = config_runs._adjusted({**TINY_IMITATION, "mentor": mentor}, opts, 0, tmp_path / "run")
+    assert imitation["mentor"]["pretrained"] == f"resnet20:{tmp_path / 'models' / 'zoo' / 't.th'}"
+    assert imitation["mentor"]["pretrained_options"] == {"mean": "0.5"} and mentor["pretrained"].startswith(
+        "resnet20:../"
+    )
 
 
 def test_shipped_configs_parse_and_unknown_dataset_is_refused() -> None:

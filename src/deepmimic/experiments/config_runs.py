@@ -8,11 +8,11 @@
 
 ``deepmimic reproduce`` options adjust the shipped config: ``--data-dir`` replaces its
 ``../shared/data`` prefix, ``--models-dir`` the ``../shared/models`` prefix of a pretrained
-teacher's file (FEED's ``pretrained_students``), ``--subset`` / ``--test-subset`` the data sizes, ``--epochs`` the
-schedule (every model ``N``; ``--student-epochs`` the students' own), ``--optimizer`` and
-``--lr`` every model's optimiser, and
-each seed ``s`` shifts every seed of the config by ``s``. Each seed is a full run with its
-report; the summary gives mean +- std over seeds.
+teacher's file (FEED's ``pretrained_students``, a pretrained ``mentor``), ``--subset`` /
+``--test-subset`` the data sizes, ``--epochs`` the schedule (every model ``N``;
+``--student-epochs`` the students' own), ``--optimizer`` and ``--lr`` every model's
+optimiser, and each seed ``s`` shifts every seed of the config by ``s``. Each seed is a
+full run with its report; the summary gives mean +- std over seeds.
 """
 
 from __future__ import annotations
@@ -76,6 +76,9 @@ def _adjusted(raw: dict[str, Any], opts: SweepOptions, seed: int, run_dir: Path)
             {**student, "pretrained": _moved_models(str(student.get("pretrained", "")), opts.models_dir)}
             for student in raw["pretrained_students"]
         ]
+    mentor = raw.get("mentor")
+    if isinstance(mentor, dict) and mentor.get("pretrained"):  # a DeepMimic-pipeline mentor used as it is
+        raw["mentor"] = {**mentor, "pretrained": _moved_models(str(mentor["pretrained"]), opts.models_dir)}
     train = dict(raw.get("train") or {})
     train["seed"] = int(train.get("seed", 0)) + seed
     if opts.optimizer is not None:
