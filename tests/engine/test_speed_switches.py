@@ -165,3 +165,29 @@ def test_read_ahead_auto_needs_cuda_or_a_spare_core(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert SpeedPlan.resolve(TrainSettings(), torch.device("cpu")).read_ahead
     assert not SpeedPlan.resolve(TrainSettings(read_ahead=False), torch.device("cpu")).read_ahead
+
+
+def test_denormals_read_as_zero_while_a_cpu_epoch_trains_and_not_after(tmp_path: Path) -> None:
+    """flush_denormal "auto" is on for the CPU, off for CUDA; the mode holds during the epoch only."""
+    assert SpeedPlan.resolve(TrainSettings(), torch.device("cpu")).flush_denormal
+    assert not SpeedPlan.resolve(TrainSettings(flush_denormal=False), torch.device("cpu")).flush_denormal
+    assert not SpeedPlan.resolve(TrainSettings(), torch.device("cuda", 0)).flush_denormal
+    seen: list[float] = []
+
+    class Probe(Supervised):
+        def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
+            seen.append(float(torch.tensor([1e-40]) * 1.0))  # a denormal float32 product
+            return super().losses(batch)
+
+    ds = make_blobs_dataset(n_per_class=8)
+    for flush, expect_zero in ((True, True), (False, False)):
+        seen.clear()
+        fit(
+            Probe(tiny_cnn()),
+            TrainingSet(ds.images, {"labels": ds.labels}),
+            Normalizer.fit(ds.images),
+            TrainSettings(batch_size=16, epochs=1, device="cpu", flush_denormal=flush),
+        )
+        if torch.set_flush_denormal(False):  # the CPU supports the mode (x86 with SSE3)
+            assert seen and all((v == 0.0) is expect_zero for v in seen)
+        assert float(torch.tensor([1e-40]) * 1.0) > 0  # off again after fit

@@ -59,6 +59,9 @@ class TrainSettings(StrictModel):
     # A thread gathers the next batch of a streamed store while this one trains. "auto": on CUDA,
     # or when a CPU core is left over beside the compute threads (on 2 cores it measured slower).
     read_ahead: bool | Literal["auto"] = "auto"
+    # Denormal floats read as zero on the CPU while training: a saturated softmax's gradients
+    # (~1e-40) made conv backward passes 7x slower (measured: docs/scaling.md). "auto": on the CPU.
+    flush_denormal: bool | Literal["auto"] = "auto"
     compile: bool = False  # torch.compile the student (nn.Module.compile: weights keep their names)
     compile_teacher: bool = False  # torch.compile a white-box teacher too (online methods)
 
