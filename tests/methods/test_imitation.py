@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from deepmimic.data.batches import Batch
@@ -144,9 +147,14 @@ def test_class_head_adds_a_student_term_and_trains_on_teacher_outputs_only() -> 
     sum(losses.values()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
     before = head.weight.clone()
-    # D's step: its class head moves towards the teacher's classes on the teacher's views.
+    _, real, condition = method._pending
+    reference = copy.deepcopy(method.discriminator)  # D before its step
+    F.cross_entropy(reference.score_and_class(real, condition)[1], condition).backward()
+    # D's step: its class head moves, and its gradient is that of CE(head(t(x)), y) alone:
+    # the student's views never train the head.
     method.auxiliary_step(batch)
     assert not torch.equal(before, head.weight)
+    assert torch.allclose(head.weight.grad, reference.class_head.weight.grad, atol=1e-6)
     # Without the option, D has no head and the student no class term.
     plain = Imitation(small_net(0), ModuleTeacher(small_net(1), 5), rec_weight=0.0, adv_weight=1.0)
     assert plain.discriminator.class_head is None and set(plain.losses(batch)) == {"adv"}
