@@ -160,3 +160,39 @@ def test_class_head_adds_a_student_term_and_trains_on_teacher_outputs_only() -> 
     assert plain.discriminator.class_head is None and set(plain.losses(batch)) == {"adv"}
     with pytest.raises(ConfigError, match="adv_class_weight needs the discriminator"):
         Imitation(small_net(0), ModuleTeacher(small_net(1), 5), rec_weight=1.0, adv_class_weight=1.0)
+
+
+def test_standardized_view_ignores_offset_and_scale_and_asks_for_logits() -> None:
+    """adv_input='standardized': D sees (z - mean) / std of each row, so a shifted or rescaled
+    logit vector looks the same to it, and the teacher must answer with logits."""
+    from deepmimic.methods.imitation import standardize
+
+    method = Imitation(
+        small_net(0), ModuleTeacher(small_net(1), 5), rec_weight=0.0, adv_weight=1.0, adv_input="standardized"
+    )
+    assert "logits" in method.required()
+    z = torch.randn(4, 5)
+    view = method._student_disc_view(z)
+    assert torch.allclose(view, method._student_disc_view(3.0 * z + 7.0), atol=1e-5)
+    assert torch.allclose(view.mean(dim=1), torch.zeros(4), atol=1e-6)
+    assert torch.allclose(view.pow(2).mean(dim=1), torch.ones(4), atol=1e-4)
+    assert torch.equal(method._disc_view(z, torch.softmax(z, dim=1)), standardize(z))
+
+
+def test_instance_noise_reaches_both_views_and_is_off_by_default() -> None:
+    teacher = ModuleTeacher(small_net(1), 5)
+    noisy = Imitation(small_net(0), teacher, rec_weight=0.0, adv_weight=1.0, adv_input="logits", adv_noise=0.5)
+    view = torch.randn(64, 5)
+    torch.manual_seed(0)
+    first = noisy._noisy(view)
+    assert (first - view).std().item() == pytest.approx(0.5, rel=0.2)
+    assert not torch.equal(first, noisy._noisy(view))  # fresh noise on every call
+    plain = Imitation(small_net(0), teacher, rec_weight=0.0, adv_weight=1.0, adv_input="logits")
+    assert torch.equal(plain._noisy(view), view)
+    with pytest.raises(ConfigError, match="adv_noise"):
+        Imitation(small_net(0), teacher, rec_weight=0.0, adv_weight=1.0, adv_noise=-1.0)
+    # The student's adversarial term and D's step both run with noise and stay finite.
+    batch = Batch(torch.randn(8, 1, 4, 4), {}, torch.arange(8))
+    losses = noisy.losses(batch)
+    sum(losses.values()).backward()
+    assert torch.isfinite(noisy.auxiliary_step(batch)["disc"])

@@ -16,6 +16,14 @@ What D sees: temperature-softened probabilities softmax(z / T) by default (T = 4
 softmax outputs are near one-hot for a confident teacher, so D could tell teacher from
 student by entropy alone; logits are the other option (``adv_input="logits"``). The
 student's view is computed from its logits, so no probability floor cuts its gradient.
+``adv_input="standardized"`` gives D each logit vector shifted and scaled to zero mean and unit
+spread, (z - mean(z)) / std(z): D can then tell teacher from student only by the pattern of an
+output (which class leads, by how much relative to the rest), not by its scale, which a student
+can match without learning any class.
+
+``adv_noise`` > 0 adds Gaussian instance noise of that standard deviation to both views before
+D scores them (Sønderby et al., 2017; Arjovsky and Bottou, 2017), in D's step and in the
+student's adversarial term alike, so D cannot separate the two perfectly and keeps a gradient.
 
 ``adv_class_weight`` > 0 gives D a class head, after the paper's Algorithm 1, where the
 adversary returns ``isStud, y_pred``: D's head learns y from the teacher's outputs,
@@ -42,6 +50,14 @@ from deepmimic.methods.losses import soften
 from deepmimic.teachers.base import Teacher, TeacherOutput
 
 
+def standardize(logits: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """(B, K) logits -> (z - mean(z)) / std(z) per row, in float32: the output's pattern
+    without its offset or scale (both of which a softmax ignores or a student can copy freely)."""
+    z = logits.float()
+    centred = z - z.mean(dim=1, keepdim=True)
+    return centred / (centred.pow(2).mean(dim=1, keepdim=True) + eps).sqrt()
+
+
 class Imitation(Method):
     """Reconstruction, derivative and adversarial losses, each switchable and weighted."""
 
@@ -56,16 +72,17 @@ class Imitation(Method):
         output: Literal["logits", "probs"] = "logits",
         projections: int = 1,
         exact_jacobian: bool = False,
-        adv_input: Literal["logits", "probs"] = "probs",
+        adv_input: Literal["logits", "probs", "standardized"] = "probs",
         adv_temperature: float = 4.0,
         adv_condition: Literal["teacher", "label"] = "teacher",
         disc_hidden: int = 128,
         disc_lr: float = 2e-4,
         adv_class_weight: float = 0.0,
+        adv_noise: float = 0.0,
     ) -> None:
         for name, value, allowed in (
             ("output", output, ("logits", "probs")),
-            ("adv_input", adv_input, ("logits", "probs")),
+            ("adv_input", adv_input, ("logits", "probs", "standardized")),
             ("adv_condition", adv_condition, ("teacher", "label")),
         ):
             if value not in allowed:
@@ -80,12 +97,14 @@ class Imitation(Method):
         check_option("imitation", "disc_lr", disc_lr, above=0)
         check_option("imitation", "disc_hidden", disc_hidden, at_least=1)
         check_option("imitation", "adv_class_weight", adv_class_weight, at_least=0)
+        check_option("imitation", "adv_noise", adv_noise, at_least=0)
         if adv_class_weight > 0 and adv_weight == 0:
             raise ConfigError("imitation: adv_class_weight needs the discriminator: set adv_weight > 0")
         self.rec_weight, self.der_weight, self.adv_weight = rec_weight, der_weight, adv_weight
         self.output, self.projections, self.exact_jacobian = output, projections, exact_jacobian
         self.adv_input, self.adv_temperature, self.adv_condition = adv_input, adv_temperature, adv_condition
         self.disc_hidden, self.disc_lr, self.adv_class_weight = disc_hidden, disc_lr, adv_class_weight
+        self.adv_noise = adv_noise
         super().__init__(student, teacher)
         self.discriminator: ConditionalDiscriminator | None = None
         self._disc_optimizer: torch.optim.Optimizer | None = None
@@ -102,7 +121,7 @@ class Imitation(Method):
             needs.add("logits")
         if self.der_weight > 0:
             needs.add("input_grad")
-        if self.adv_weight > 0 and self.adv_input == "logits":
+        if self.adv_weight > 0 and self.adv_input in ("logits", "standardized"):
             needs.add("logits")
         return frozenset(needs)
 
@@ -115,18 +134,25 @@ class Imitation(Method):
         return logits if self.output == "logits" else torch.softmax(logits, dim=1)
 
     def _disc_view(self, logits: torch.Tensor | None, probs: torch.Tensor) -> torch.Tensor:
-        """What D sees of the teacher: logits, or probabilities softened at adv_temperature."""
-        if self.adv_input == "logits":
-            assert logits is not None
-            return logits
-        return soften(probs, self.adv_temperature)
+        """What D sees of the teacher: logits (raw or standardized), or probabilities softened
+        at adv_temperature."""
+        if self.adv_input == "probs":
+            return soften(probs, self.adv_temperature)
+        assert logits is not None
+        return standardize(logits) if self.adv_input == "standardized" else logits
 
     def _student_disc_view(self, logits: torch.Tensor) -> torch.Tensor:
         """What D sees of the student: the same view, softmax(z / T) straight from its logits
         (equal to soften(softmax(z), T), but with no probability floor to zero its gradient)."""
         if self.adv_input == "logits":
             return logits
+        if self.adv_input == "standardized":
+            return standardize(logits)
         return torch.softmax(logits.float() / self.adv_temperature, dim=1)
+
+    def _noisy(self, view: torch.Tensor) -> torch.Tensor:
+        """Instance noise: view + N(0, adv_noise^2), fresh on every call (identity at 0)."""
+        return view + self.adv_noise * torch.randn_like(view) if self.adv_noise > 0 else view
 
     def losses(self, batch: Batch) -> dict[str, torch.Tensor]:
         if self.der_weight > 0:
@@ -165,7 +191,7 @@ class Imitation(Method):
             condition = batch.targets["labels"] if self.adv_condition == "label" else teacher.probs.argmax(dim=1)
             fake = self._student_disc_view(student_logits)
             real = self._disc_view(teacher.logits, teacher.probs).detach()
-            score, class_logits = self.discriminator.score_and_class(fake, condition)
+            score, class_logits = self.discriminator.score_and_class(self._noisy(fake), condition)
             out["adv"] = self.adv_weight * F.binary_cross_entropy_with_logits(score, torch.ones_like(score))
             if class_logits is not None:  # (B, K): D's class head on the student's view
                 out["adv_class"] = self.adv_class_weight * F.cross_entropy(class_logits, condition)
@@ -194,8 +220,8 @@ class Imitation(Method):
             return {}
         fake, real, condition = self._pending
         self._pending = None
-        real_score, real_class = self.discriminator.score_and_class(real, condition)
-        fake_score = self.discriminator(fake, condition)
+        real_score, real_class = self.discriminator.score_and_class(self._noisy(real), condition)
+        fake_score = self.discriminator(self._noisy(fake), condition)
         loss = F.binary_cross_entropy_with_logits(
             real_score, torch.ones_like(real_score)
         ) + F.binary_cross_entropy_with_logits(fake_score, torch.zeros_like(fake_score))
