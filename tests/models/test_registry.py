@@ -67,6 +67,9 @@ def test_preset_widths() -> None:
     assert convs("mnist-mentor") == [32, 64]
     assert convs("cifar10-mentor") == [32, 32, 64, 64, 128, 128]
     assert convs("tinyimagenet-mentor") == [32] * 3 + [64] * 3 + [128] * 3
+    assert convs("cifar10-student-150k-bn") == convs("cifar10-student-150k") == [32, 32, 64, 64, 128]
+    bn = [m for m in create_model("cifar10-student-150k-bn").modules() if isinstance(m, nn.BatchNorm2d)]
+    assert len(bn) == 5 and 140_000 <= count_parameters(create_model("cifar10-student-150k-bn")) <= 150_000
     mnist_dropout = [m for m in create_model("mnist-mentor").modules() if isinstance(m, nn.Dropout)]
     assert not mnist_dropout  # no 'd' in Table 1's notation: no hidden dropout
 

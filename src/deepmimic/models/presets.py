@@ -90,6 +90,14 @@ PRESETS: dict[str, Preset] = {
             description="~150K-parameter CIFAR-10 student (the imitation game's size)",
         ),
         Preset(
+            "cifar10-student-150k-bn",
+            "(c:32-bn)2-mp-(c:64-bn)2-mp-c:128-bn-gap-s",
+            **_CIFAR,
+            reference="Imitation game, Tables 1-2",
+            description="the ~150K student with batch norm after every conv (141K parameters); "
+            "the paper gives no architecture, and without batch norm the student trains far slower",
+        ),
+        Preset(
             "tinyimagenet-mentor", "(c-bn-d)9-fc-bn-d-s", **_TINY, reference=_T5, description="Tiny ImageNet mentor"
         ),
         Preset(
