@@ -329,3 +329,19 @@ def test_mimic_on_a_streamed_store_matches_the_same_data_in_memory(
     assert streamed["queries"]["total_sent"] == memory["queries"]["total_sent"]
     assert streamed["students"][0]["accuracy"] == memory["students"][0]["accuracy"]
     assert reads  # the rows really came from the store file
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("teacher.onnx", "black box (onnx)"),
+        ("http://127.0.0.1:8000/predict", "black box (http)"),
+        ("answers.npy", "black box (predictions)"),
+        ("teacher.ts", "(pretrained TorchScript, queried)"),
+        ("teacher.pt2", "(pretrained torch.export, queried)"),
+    ],
+)
+def test_the_report_names_what_kind_of_teacher_answered(spec: str, expected: str) -> None:
+    from deepmimic.pipelines.mimic import _teacher_architecture
+
+    assert _teacher_architecture(spec) == expected

@@ -306,6 +306,8 @@ def test_deepmimic_mimic_copies_a_pretrained_checkpoint(tmp_path: Path, capsys: 
     test = load_dataset("npz", data).test
     direct = evaluate(model, test.images, test.labels, Normalizer((0.0,), (1.0,)), torch.device("cpu"))
     assert results["mentor"]["accuracy"] == pytest.approx(direct.accuracy)
+    # The report says what the teacher is (a pretrained checkpoint of c-mp-fc-s), not "black box".
+    assert results["mentor"]["architecture"] == "c-mp-fc-s (pretrained checkpoint, queried)"
     capsys.readouterr()
 
     args[2] = f"c-mp-fc-s:{tmp_path / 'missing.pth'}"

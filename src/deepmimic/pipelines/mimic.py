@@ -44,6 +44,7 @@ from deepmimic.models.description import ModelDescription
 from deepmimic.pipelines.mimic_config import MimicConfig
 from deepmimic.teachers.cached import CachedTeacher
 from deepmimic.teachers.label_only import one_hot_top1
+from deepmimic.teachers.pretrained import pretrained_kind
 from deepmimic.teachers.spec import open_teacher, teacher_kind
 
 
@@ -215,7 +216,7 @@ def _mimic(
     teacher_entry: dict[str, Any] = {
         "name": "Teacher",
         "model": config.teacher,
-        "architecture": f"black box ({teacher_kind(config.teacher)})",
+        "architecture": _teacher_architecture(config.teacher),
         "method": "queried",
         "source": teacher.source,
     }
@@ -310,3 +311,24 @@ def _mimic(
     }
     write_json(out / "results.json", results)
     return results
+
+
+_PRETRAINED_FORMS = {"torchscript": "TorchScript", "export": "torch.export", "entry_point": "entry point"}
+
+
+def _teacher_architecture(spec: str) -> str:
+    """The report's architecture cell for the teacher: what it is, as far as the spec says.
+
+    ``resnet20 (pretrained checkpoint, queried)`` for ``ARCH:CHECKPOINT``; the kind of file for
+    the other pretrained forms and for a run folder; ``black box (onnx|http|predictions)`` for
+    the rest. mimic asks every teacher the same way (once per image), white-box or not.
+    """
+    kind = teacher_kind(spec)
+    if kind == "pretrained":
+        form = pretrained_kind(spec) or "model"
+        arch = spec.partition(":")[0] if form == "checkpoint" else ""
+        label = _PRETRAINED_FORMS.get(form, form)
+        return f"{arch + ' ' if arch else ''}(pretrained {label}, queried)"
+    if kind == "model":
+        return "deepmimic run folder (queried)"
+    return f"black box ({kind})"
