@@ -196,3 +196,43 @@ def test_instance_noise_reaches_both_views_and_is_off_by_default() -> None:
     losses = noisy.losses(batch)
     sum(losses.values()).backward()
     assert torch.isfinite(noisy.auxiliary_step(batch)["disc"])
+
+
+def test_der_samples_takes_the_derivative_on_the_first_rows_only() -> None:
+    """der_samples = m: L_D is the derivative loss of the first m rows (the same value a
+    whole-batch method gives on those rows alone), while Rec still uses every row."""
+    teacher = ModuleTeacher(small_net(1), 5)
+    x = torch.randn(8, 1, 4, 4)
+    batch = Batch(x, {}, torch.arange(8))
+    part = Batch(x[:3], {}, torch.arange(3))
+    subset = Imitation(small_net(0), teacher, rec_weight=1.0, der_weight=10.0, der_samples=3)
+    whole = Imitation(small_net(0), teacher, rec_weight=1.0, der_weight=10.0)
+    torch.manual_seed(5)
+    sub_losses = subset.losses(batch)
+    torch.manual_seed(5)
+    assert sub_losses["der"].item() == pytest.approx(whole.losses(part)["der"].item(), rel=1e-5)
+    assert sub_losses["rec"].item() == pytest.approx(whole.losses(batch)["rec"].item(), rel=1e-5)
+    sum(sub_losses.values()).backward()
+    assert all(p.grad is not None for p in subset.student.parameters())
+    # m >= B: the whole batch, as without the option
+    big = Imitation(small_net(0), teacher, rec_weight=1.0, der_weight=10.0, der_samples=64)
+    torch.manual_seed(5)
+    big_der = big.losses(batch)["der"].item()
+    torch.manual_seed(5)
+    assert big_der == pytest.approx(whole.losses(batch)["der"].item(), rel=1e-5)
+    with pytest.raises(ConfigError, match="der_samples"):
+        Imitation(small_net(0), teacher, der_weight=1.0, der_samples=1)
+
+
+def test_der_samples_leaves_batch_norm_running_statistics_to_the_full_batch() -> None:
+    """The sub-batch's extra forward must not count as another batch for batch norm."""
+    teacher = ModuleTeacher(small_net(1), 5)
+    method = Imitation(small_net(0, bn=True), teacher, rec_weight=1.0, der_weight=10.0, der_samples=3)
+    reference = copy.deepcopy(method.student)
+    x = torch.randn(8, 1, 4, 4)
+    method.losses(Batch(x, {}, torch.arange(8)))
+    reference(x)  # one forward of the full batch in training mode
+    bn, ref_bn = method.student[2], reference[2]
+    assert torch.allclose(bn.running_mean, ref_bn.running_mean) and torch.allclose(bn.running_var, ref_bn.running_var)
+    assert int(bn.num_batches_tracked) == int(ref_bn.num_batches_tracked) == 1
+    assert bn.momentum == ref_bn.momentum == 0.1

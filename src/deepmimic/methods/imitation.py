@@ -5,7 +5,11 @@
 * Reconstruction L_R: mean squared error between student and teacher outputs
   (logits by default; probabilities as an option).
 * Derivative L_D: mean squared error between the input-Jacobians of those outputs
-  (see :mod:`deepmimic.methods.jacobian`; projected or exact).
+  (see :mod:`deepmimic.methods.jacobian`; projected or exact). ``der_samples`` = m computes
+  it on the first m samples of each (shuffled) batch only: an unbiased estimate of the same
+  mean over inputs, with more variance, at about m / B of the double-backward cost (which is
+  ~5x a plain step on a CPU: measured 62 against 315 images/s). The sub-batch gets its own
+  student forward; batch-norm running statistics are left as the full batch set them.
 * Adversarial L_A = -log D(f(x) | y) for the student, while the discriminator minimises
   L_disc = -log D(t(x) | y) - log(1 - D(f(x) | y)) with its own optimiser, stepped after
   the student on every batch (Algorithm 1 of the paper). y is the teacher's predicted class,
@@ -34,6 +38,7 @@ look like the teacher's class y to D's classifier as well as like a teacher outp
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Literal
 
 import torch
@@ -48,6 +53,24 @@ from deepmimic.methods.discriminator import ConditionalDiscriminator
 from deepmimic.methods.jacobian import jacobian_mse
 from deepmimic.methods.losses import soften
 from deepmimic.teachers.base import Teacher, TeacherOutput
+
+
+@contextmanager
+def frozen_batch_norm_statistics(module: nn.Module) -> Iterator[None]:
+    """Within the block, batch-norm layers in training mode still normalise with the batch's
+    statistics but leave their running mean, variance and batch count as they were (an extra
+    forward on part of a batch must not count as another batch)."""
+    layers = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, None if m.num_batches_tracked is None else m.num_batches_tracked.clone()) for m in layers]
+    for m in layers:
+        m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch
+    try:
+        yield
+    finally:
+        for m, (momentum, tracked) in zip(layers, saved, strict=True):
+            m.momentum = momentum
+            if tracked is not None and m.num_batches_tracked is not None:
+                m.num_batches_tracked.copy_(tracked)
 
 
 def standardize(logits: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -79,6 +102,7 @@ class Imitation(Method):
         disc_lr: float = 2e-4,
         adv_class_weight: float = 0.0,
         adv_noise: float = 0.0,
+        der_samples: int | None = None,
     ) -> None:
         for name, value, allowed in (
             ("output", output, ("logits", "probs")),
@@ -98,13 +122,15 @@ class Imitation(Method):
         check_option("imitation", "disc_hidden", disc_hidden, at_least=1)
         check_option("imitation", "adv_class_weight", adv_class_weight, at_least=0)
         check_option("imitation", "adv_noise", adv_noise, at_least=0)
+        if der_samples is not None:
+            check_option("imitation", "der_samples", der_samples, at_least=2)  # batch norm needs 2
         if adv_class_weight > 0 and adv_weight == 0:
             raise ConfigError("imitation: adv_class_weight needs the discriminator: set adv_weight > 0")
         self.rec_weight, self.der_weight, self.adv_weight = rec_weight, der_weight, adv_weight
         self.output, self.projections, self.exact_jacobian = output, projections, exact_jacobian
         self.adv_input, self.adv_temperature, self.adv_condition = adv_input, adv_temperature, adv_condition
         self.disc_hidden, self.disc_lr, self.adv_class_weight = disc_hidden, disc_lr, adv_class_weight
-        self.adv_noise = adv_noise
+        self.adv_noise, self.der_samples = adv_noise, der_samples
         super().__init__(student, teacher)
         self.discriminator: ConditionalDiscriminator | None = None
         self._disc_optimizer: torch.optim.Optimizer | None = None
@@ -166,7 +192,8 @@ class Imitation(Method):
         return self.der_weight == 0  # the derivative loss needs a double backward through the student
 
     def _losses(self, batch: Batch) -> dict[str, torch.Tensor]:
-        derivative = self.der_weight > 0
+        sub = self._derivative_subset(batch)  # the derivative term's own sub-batch, or None
+        derivative = self.der_weight > 0 and sub is None  # the derivative on the whole batch
         x = batch.x.detach().requires_grad_(True) if derivative else batch.x
         student_logits = self.student(x)  # (B, K)
         if derivative:
@@ -186,6 +213,8 @@ class Imitation(Method):
                 projections=self.projections,
                 exact=self.exact_jacobian,
             )
+        elif sub is not None:
+            out["der"] = self.der_weight * self._subset_derivative(sub)
         if self.adv_weight > 0:
             assert self.discriminator is not None
             condition = batch.targets["labels"] if self.adv_condition == "label" else teacher.probs.argmax(dim=1)
@@ -198,6 +227,29 @@ class Imitation(Method):
             # float32: the discriminator's step runs outside autocast
             self._pending = (fake.detach().float(), real.float(), condition)
         return out
+
+    def _derivative_subset(self, batch: Batch) -> Batch | None:
+        """The first ``der_samples`` rows of ``batch`` when the derivative term is on and that is
+        fewer than the batch; else None (the derivative, if on, uses the whole batch)."""
+        if self.der_weight == 0 or self.der_samples is None or self.der_samples >= batch.x.shape[0]:
+            return None
+        m = self.der_samples
+        targets = {name: value[:m] for name, value in batch.targets.items()}
+        return Batch(batch.x[:m], targets, batch.index[:m], batch.global_size)
+
+    def _subset_derivative(self, sub: Batch) -> torch.Tensor:
+        """L_D on the sub-batch: a second student forward (m, K) with its own input graph."""
+        x = sub.x.detach().requires_grad_(True)
+        with frozen_batch_norm_statistics(self.student):
+            student_logits = self.student(x)
+        teacher = self.ask_teacher(sub, x)
+        return jacobian_mse(
+            self._pick(student_logits),
+            self._pick(student_logits, teacher),
+            x,
+            projections=self.projections,
+            exact=self.exact_jacobian,
+        )
 
     def optimized_parameters(self) -> Iterator[nn.Parameter]:
         """Everything but the discriminator, which has its own optimiser."""
