@@ -8,7 +8,7 @@
   (see :mod:`deepmimic.methods.jacobian`; projected or exact). ``der_samples`` = m computes
   it on the first m samples of each (shuffled) batch only: an unbiased estimate of the same
   mean over inputs, with more variance, at about m / B of the double-backward cost (which is
-  ~5x a plain step on a CPU: measured 62 against 315 images/s). The sub-batch gets its own
+  ~5x a plain step on a CPU: measured 62 against about 310 images/s). The sub-batch gets its own
   student forward; batch-norm running statistics are left as the full batch set them.
 * Adversarial L_A = -log D(f(x) | y) for the student, while the discriminator minimises
   L_disc = -log D(t(x) | y) - log(1 - D(f(x) | y)) with its own optimiser, stepped after
