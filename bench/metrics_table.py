@@ -20,10 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
+
+from deepmimic.experiments.points import mean_std
+from deepmimic.io_utils import write_json
 
 FILE_PATTERN = re.compile(r"^(?P<slug>.+)-seed-(?P<seed>\d+)\.metrics\.jsonl$")
 
@@ -37,7 +39,12 @@ def final_record(path: Path, epochs: int) -> dict[str, Any]:
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not lines:
         raise TableError(f"{path}: empty")
-    records = [json.loads(line) for line in lines]
+    try:
+        records = [json.loads(line) for line in lines]
+    except json.JSONDecodeError as exc:
+        raise TableError(f"{path}: not JSON lines ({exc.msg} at line {exc.lineno})") from None
+    if not all(isinstance(r, dict) for r in records):
+        raise TableError(f"{path}: a line is not a JSON object")
     last = records[-1]
     if last.get("epoch") != epochs:
         raise TableError(f"{path}: last epoch is {last.get('epoch')}, expected {epochs} (unfinished?)")
@@ -71,8 +78,8 @@ def summarise(found: dict[str, dict[int, dict[str, Any]]], names: dict[str, str]
                 "slug": slug,
                 "seeds": sorted(by_seed),
                 "accuracy_percent": accuracies,
-                "mean": statistics.fmean(accuracies) if accuracies else None,
-                "std": statistics.stdev(accuracies) if len(accuracies) > 1 else 0.0 if accuracies else None,
+                "mean": mean_std(accuracies)[0] if accuracies else None,
+                "std": mean_std(accuracies)[1] if accuracies else None,
                 "train_time_s": [by_seed[s]["train_time_s"] for s in sorted(by_seed)],
                 "test_rows": sorted({by_seed[s]["test_rows"] for s in by_seed} - {None}),
             }
@@ -122,14 +129,12 @@ def main(argv: list[str] | None = None) -> int:
         if not args.folder.is_dir():
             raise TableError(f"{args.folder}: not a folder")
         rows = summarise(collect(args.folder, list(names), args.epochs), names)
-    except (TableError, json.JSONDecodeError, OSError) as exc:
+    except (TableError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(markdown(rows))
     if args.json:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(json.dumps({"epochs": args.epochs, "rows": rows}, indent=2) + "\n", encoding="utf-8")
-        tmp.replace(args.json)
+        write_json(args.json, {"folder": str(args.folder), "epochs": args.epochs, "rows": rows})
     return 0
 
 

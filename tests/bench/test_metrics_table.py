@@ -55,3 +55,11 @@ def test_a_final_epoch_without_test_accuracy_is_refused(tmp_path: Path, capsys: 
     write_metrics(tmp_path / "kd-seed-0.metrics.jsonl", 3, None)
     assert bench.main([str(tmp_path), "--epochs", "3", "--rows", "kd=KD"]) == 2
     assert "no test accuracy after epoch 3" in capsys.readouterr().err
+
+
+def test_a_corrupt_metrics_file_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bench = load_bench()
+    (tmp_path / "kd-seed-0.metrics.jsonl").write_text('{"epoch": 1}\n{not json\n', encoding="utf-8")
+    assert bench.main([str(tmp_path), "--epochs", "1", "--rows", "kd=KD"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "kd-seed-0.metrics.jsonl: not JSON lines" in err and len(err.splitlines()) == 1

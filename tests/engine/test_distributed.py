@@ -384,3 +384,25 @@ def test_torchrun_label_with_a_predictions_file_is_not_sharded(tmp_path: Path) -
     )
     assert done.stdout.count("240/240 images") == 1
     np.testing.assert_array_equal(np.load(out), given)
+
+
+@pytest.mark.parametrize("barrier_fails", [False, True])
+def test_shutdown_meets_the_other_ranks_before_destroying_the_group(
+    monkeypatch: pytest.MonkeyPatch, barrier_fails: bool
+) -> None:
+    """Ranks leave together (a rank tearing gloo down early aborted the other in CI); a peer that
+    already failed (the barrier raises) does not stop this rank from leaving."""
+    import torch.distributed as dist
+
+    calls: list[str] = []
+
+    def barrier() -> None:
+        calls.append("barrier")
+        if barrier_fails:
+            raise RuntimeError("peer gone")
+
+    monkeypatch.setattr(dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(dist, "barrier", barrier)
+    monkeypatch.setattr(dist, "destroy_process_group", lambda: calls.append("destroy"))
+    distributed.shutdown()
+    assert calls == ["barrier", "destroy"]
