@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "metrics_table.py"
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("metrics_table", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_scripts import load_bench
 
 
 def write_metrics(path: Path, epochs: int, accuracy: float | None, epoch_time: float = 60.0) -> None:
@@ -28,7 +18,7 @@ def write_metrics(path: Path, epochs: int, accuracy: float | None, epoch_time: f
 
 
 def test_rows_get_per_seed_accuracy_mean_and_std(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench = load_bench()
+    bench = load_bench("metrics_table")
     write_metrics(tmp_path / "kd-seed-0.metrics.jsonl", 3, 0.80)
     write_metrics(tmp_path / "kd-seed-1.metrics.jsonl", 3, 0.84)
     write_metrics(tmp_path / "rec-seed-0.metrics.jsonl", 3, 0.75, epoch_time=120.0)
@@ -43,7 +33,7 @@ def test_rows_get_per_seed_accuracy_mean_and_std(tmp_path: Path, capsys: pytest.
 
 
 def test_an_unfinished_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench = load_bench()
+    bench = load_bench("metrics_table")
     write_metrics(tmp_path / "kd-seed-0.metrics.jsonl", 2, None)
     assert bench.main([str(tmp_path), "--epochs", "3", "--rows", "kd=KD"]) == 2
     err = capsys.readouterr().err.strip()
@@ -51,14 +41,14 @@ def test_an_unfinished_model_is_refused(tmp_path: Path, capsys: pytest.CaptureFi
 
 
 def test_a_final_epoch_without_test_accuracy_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench = load_bench()
+    bench = load_bench("metrics_table")
     write_metrics(tmp_path / "kd-seed-0.metrics.jsonl", 3, None)
     assert bench.main([str(tmp_path), "--epochs", "3", "--rows", "kd=KD"]) == 2
     assert "no test accuracy after epoch 3" in capsys.readouterr().err
 
 
 def test_a_corrupt_metrics_file_is_named_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench = load_bench()
+    bench = load_bench("metrics_table")
     (tmp_path / "kd-seed-0.metrics.jsonl").write_text('{"epoch": 1}\n{not json\n', encoding="utf-8")
     assert bench.main([str(tmp_path), "--epochs", "1", "--rows", "kd=KD"]) == 2
     err = capsys.readouterr().err.strip()

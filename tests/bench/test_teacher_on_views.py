@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 from torch import nn
 
+from bench_scripts import load_bench
 from pipeline_configs import write_blobs_npz
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "teacher_on_views.py"
-
-
-def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("teacher_on_views", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class AlwaysClass(nn.Module):
@@ -39,7 +28,7 @@ class AlwaysClass(nn.Module):
 def test_a_constant_teacher_scores_its_class_share_on_plain_and_augmented_views(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    bench = load_bench()
+    bench = load_bench("teacher_on_views")
     data = write_blobs_npz(tmp_path / "blobs.npz")  # 4 balanced classes, 240 training images
     teacher = tmp_path / "always0.ts"
     torch.jit.save(torch.jit.script(AlwaysClass(4, 0)), str(teacher))
@@ -51,7 +40,7 @@ def test_a_constant_teacher_scores_its_class_share_on_plain_and_augmented_views(
 
 
 def test_a_missing_teacher_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    bench = load_bench()
+    bench = load_bench("teacher_on_views")
     data = write_blobs_npz(tmp_path / "blobs.npz")
     assert bench.main([f"npz:{data}", str(tmp_path / "missing.pt")]) == 2
     err = capsys.readouterr().err.strip()
