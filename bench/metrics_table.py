@@ -72,14 +72,15 @@ def summarise(found: dict[str, dict[int, dict[str, Any]]], names: dict[str, str]
     rows = []
     for slug, by_seed in found.items():
         accuracies = [100.0 * by_seed[s]["accuracy"] for s in sorted(by_seed)]
+        mean, std = mean_std(accuracies) if accuracies else (None, None)
         rows.append(
             {
                 "row": names[slug],
                 "slug": slug,
                 "seeds": sorted(by_seed),
                 "accuracy_percent": accuracies,
-                "mean": mean_std(accuracies)[0] if accuracies else None,
-                "std": mean_std(accuracies)[1] if accuracies else None,
+                "mean": mean,
+                "std": std,
                 "train_time_s": [by_seed[s]["train_time_s"] for s in sorted(by_seed)],
                 "test_rows": sorted({by_seed[s]["test_rows"] for s in by_seed} - {None}),
             }
