@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from deepmimic.config import parse_config
-from deepmimic.errors import ConfigError
+from deepmimic.errors import ConfigError, DataError
 from deepmimic.experiments import SweepOptions, config_runs, run_experiment
+from deepmimic.experiments.points import summarise
 from pipeline_configs import write_blobs_npz
 
 TINY_IMITATION = {
@@ -98,12 +99,17 @@ def test_imitation_table_runs_each_seed_with_the_command_line_applied(shipped: P
 
 
 def test_feed_tables_runs_the_feed_pipeline(shipped: Path) -> None:
-    opts = SweepOptions(data_dir=str(shipped / "data"), out=str(shipped / "out"), epochs=1, seeds=1)
+    """Two seeds: each moves the scratch seeds to a new block, and the summary still pairs the rows."""
+    opts = SweepOptions(data_dir=str(shipped / "data"), out=str(shipped / "out"), epochs=1, seeds=2)
     summary = run_experiment("feed-tables", opts)
-    names = list(summary["rows"][0]["accuracy"])
-    assert names[:3] == ["Scratch (seed 0)", "Scratch (seed 1)", "Ensemble of 2"] and "sFEED stack 2" in names
-    results = json.loads((shipped / "out" / "feed-tables" / "seed-0" / "results.json").read_text())
-    assert results["rows"][0]["name"] == "Scratch (seed 0)"
+    accuracy = summary["rows"][0]["accuracy"]
+    names = list(accuracy)
+    assert names[:4] == ["Scratch model 1", "Scratch model 2", "Scratch (mean of 2)", "Ensemble of 2"]
+    assert "sFEED stack 2" in names
+    runs = [json.loads((shipped / "out" / "feed-tables" / f"seed-{s}" / "results.json").read_text()) for s in (0, 1)]
+    assert [r["rows"][0]["name"] for r in runs] == ["Scratch (seed 0)", "Scratch (seed 2)"]
+    first_model = [r["rows"][0]["accuracy"] for r in runs]
+    assert accuracy["Scratch model 1"][0] == pytest.approx(sum(first_model) / 2)
     assert (shipped / "out" / "feed-tables" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -142,3 +148,15 @@ def test_shipped_configs_parse_and_unknown_dataset_is_refused() -> None:
             parse_config(yaml.safe_load(config_runs.builtin_config_path(experiment, dataset).read_text()))
     with pytest.raises(ConfigError, match="feed-tables is defined for --dataset cifar10"):
         config_runs.builtin_config_path("feed-tables", "mnist")
+
+
+def test_summary_refuses_seeds_whose_models_differ(tmp_path: Path) -> None:
+    """Seeds are averaged row by row; a run with other models is named, not a KeyError."""
+
+    def feed_run(names: list[str]) -> dict:
+        rows = [{"name": n, "kind": "kd", "accuracy": 0.5, "error": 0.5, "parameters": 1} for n in names]
+        return {"pipeline": "feed", "rows": rows}
+
+    runs = [(tmp_path / "seed-0", feed_run(["KD", "pFEED (k=2)"])), (tmp_path / "seed-1", feed_run(["KD"]))]
+    with pytest.raises(DataError, match=r"seed-1: its models \(KD\) are not those of .*seed-0"):
+        summarise("p", None, runs, tmp_path, None)

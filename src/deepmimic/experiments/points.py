@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from deepmimic.config import parse_config
+from deepmimic.errors import DataError
 from deepmimic.experiments.options import SweepOptions
 from deepmimic.io_utils import write_json, write_text
 from deepmimic.pipelines.registry import pipeline_of, pipeline_of_results
@@ -95,6 +96,12 @@ def summarise(
     """Mean and standard deviation over seeds of every model's accuracy at one point."""
     per_run = [run_accuracies(results) for _, results in runs]
     names = list(per_run[0][0])
+    for (run_dir, _), (accuracy, _) in zip(runs[1:], per_run[1:], strict=True):
+        if sorted(accuracy) != sorted(names):
+            raise DataError(
+                f"{run_dir}: its models ({', '.join(accuracy)}) are not those of {runs[0][0]} "
+                f"({', '.join(names)}), so its seeds cannot be averaged"
+            )
     relative_names = list(per_run[0][1])
     first = runs[0][1]
     return {

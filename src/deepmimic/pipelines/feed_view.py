@@ -92,7 +92,25 @@ class FeedView(RunView):
         return feed_table(results)
 
     def accuracies(self, results: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
-        return {r["name"]: r["accuracy"] for r in results["rows"]}, {}
+        """Accuracy by a name that is the same in every seed of a sweep.
+
+        A scratch model's name carries its seed (``Scratch (seed 3)``), and each sweep seed
+        moves the scratch seeds to a new block, so scratch models are keyed by position
+        (``Scratch model 1`` ...) and followed by their mean (``Scratch (mean of k)``).
+        """
+        rows = results["rows"]
+        scratch = [float(r["accuracy"]) for r in rows if r.get("kind") == "scratch"]
+        accuracy: dict[str, float] = {}
+        position = 0
+        for row in rows:
+            if row.get("kind") != "scratch":
+                accuracy[row["name"]] = row["accuracy"]
+                continue
+            position += 1
+            accuracy[f"Scratch model {position}"] = row["accuracy"]
+            if position == len(scratch):  # the mean right after the last scratch model
+                accuracy[f"Scratch (mean of {len(scratch)})"] = sum(scratch) / len(scratch)
+        return accuracy, {}
 
     def data_items(self, run: RunData) -> list[str]:
         data = run.results.get("data") or {}
