@@ -96,6 +96,7 @@ def test_imitation_table_runs_each_seed_with_the_command_line_applied(shipped: P
     assert (out / "seed-0" / "report.html").exists() and (out / "report.html").exists()
     report = (out / "report.md").read_text()
     assert "Imitation game, Table 1" in report and "84.30" in report
+    assert "| Model | Accuracy (%) | Relative to mentor (%) | Paper (%) | Δ vs paper (points) |" in report
 
 
 def test_feed_tables_runs_the_feed_pipeline(shipped: Path) -> None:
@@ -110,6 +111,8 @@ def test_feed_tables_runs_the_feed_pipeline(shipped: Path) -> None:
     assert [r["rows"][0]["name"] for r in runs] == ["Scratch (seed 0)", "Scratch (seed 2)"]
     first_model = [r["rows"][0]["accuracy"] for r in runs]
     assert accuracy["Scratch model 1"][0] == pytest.approx(sum(first_model) / 2)
+    table = (shipped / "out" / "feed-tables" / "summary.md").read_text()
+    assert "| Model | Accuracy (%) |\n" in table  # no mentor and no paper numbers: no empty columns
     assert (shipped / "out" / "feed-tables" / "sweep.png").read_bytes()[:4] == b"\x89PNG"
 
 

@@ -84,23 +84,24 @@ def sweep_table(summary: dict[str, Any]) -> Table:
 
 
 def _models_table(row: dict[str, Any]) -> Table:
+    """Models as rows; the relative and paper columns only where the run has them (FEED has neither)."""
     paper = row.get("paper") or {}
-    header = ("Model", "Accuracy (%)", "Relative to mentor (%)", "Paper (%)", "Δ vs paper (points)")
+    with_relative, with_paper = bool(row["relative"]), bool(paper)
+    header = ["Model", "Accuracy (%)"]
+    header += ["Relative to mentor (%)"] if with_relative else []
+    header += ["Paper (%)", "Δ vs paper (points)"] if with_paper else []
     cells = []
     for name, pair in row["accuracy"].items():
-        relative = row["relative"].get(name)
-        theirs = paper.get(name)
-        delta = "-" if theirs is None else f"{100 * pair[0] - theirs:+.2f}"
-        cells.append(
-            (
-                name,
-                _ms(pair),
-                "-" if relative is None else _ms(relative),
-                "-" if theirs is None else f"{theirs:.2f}",
-                delta,
-            )
-        )
-    return Table(header, tuple(cells), (False, True, True, True, True))
+        line = [name, _ms(pair)]
+        if with_relative:
+            relative = row["relative"].get(name)
+            line.append("-" if relative is None else _ms(relative))
+        if with_paper:
+            theirs = paper.get(name)
+            line.append("-" if theirs is None else f"{theirs:.2f}")
+            line.append("-" if theirs is None else f"{100 * pair[0] - theirs:+.2f}")
+        cells.append(tuple(line))
+    return Table(tuple(header), tuple(cells), tuple([False] + [True] * (len(header) - 1)))
 
 
 def _timing_table(summary: dict[str, Any]) -> Table:
