@@ -161,5 +161,10 @@ def test_summary_refuses_seeds_whose_models_differ(tmp_path: Path) -> None:
         return {"pipeline": "feed", "rows": rows}
 
     runs = [(tmp_path / "seed-0", feed_run(["KD", "pFEED (k=2)"])), (tmp_path / "seed-1", feed_run(["KD"]))]
-    with pytest.raises(DataError, match=r"seed-1: its models \(KD\) are not those of .*seed-0"):
+    with pytest.raises(
+        DataError, match=r"seed-1: its models differ from .*seed-0's \(missing: pFEED \(k=2\); extra: -\)"
+    ):
+        summarise("p", None, runs, tmp_path, None)
+    runs[1] = (tmp_path / "seed-1", feed_run(["KD", "pFEED (k=3)"]))
+    with pytest.raises(DataError, match=r"missing: pFEED \(k=2\); extra: pFEED \(k=3\)\)"):
         summarise("p", None, runs, tmp_path, None)

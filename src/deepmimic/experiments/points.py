@@ -97,10 +97,11 @@ def summarise(
     per_run = [run_accuracies(results) for _, results in runs]
     names = list(per_run[0][0])
     for (run_dir, _), (accuracy, _) in zip(runs[1:], per_run[1:], strict=True):
-        if sorted(accuracy) != sorted(names):
+        missing, extra = [n for n in names if n not in accuracy], [n for n in accuracy if n not in names]
+        if missing or extra:
             raise DataError(
-                f"{run_dir}: its models ({', '.join(accuracy)}) are not those of {runs[0][0]} "
-                f"({', '.join(names)}), so its seeds cannot be averaged"
+                f"{run_dir}: its models differ from {runs[0][0]}'s (missing: {', '.join(missing) or '-'}; "
+                f"extra: {', '.join(extra) or '-'}), so the seeds cannot be averaged"
             )
     relative_names = list(per_run[0][1])
     first = runs[0][1]
