@@ -10,7 +10,8 @@ import pytest
 
 from deepmimic.errors import DataError
 from deepmimic.report.build import build_report
-from deepmimic.report.sweep import summary_table
+from deepmimic.report.plots import accuracy_label
+from deepmimic.report.sweep import summary_table, sweep_png
 
 ENV = {"python": "3.11.7", "torch": "2.13.0+cpu", "cpus": 2, "threads": 2, "platform": "Linux-test"}
 
@@ -83,6 +84,18 @@ def test_single_point_report_lists_models_with_delta(tmp_path: Path) -> None:
     md = build_report(out)["report.md"].read_text()
     assert "| Student-A | 97.00 ± 2.00 | 98.98 ± 1.00 | 97.38 | -0.38 |" in md
     assert "| Model |" in summary_table(json.loads((out / "summary.json").read_text()))
+
+
+def test_single_point_figure_draws_the_spread_over_seeds() -> None:
+    assert accuracy_label(72.5444, 0.4988) == "72.54 ± 0.50%"
+    assert accuracy_label(92.63, 0.0) == "92.63%"  # one value (an evaluated model): no spread to show
+    spread = _summary([_row("ladder", None, 0.98, 0.97, None)], experiment="ladder-mnist")
+    one_seed = json.loads(json.dumps(spread))
+    for pair in one_seed["rows"][0]["accuracy"].values():
+        pair[1] = 0.0
+    with_bars, without = sweep_png(spread), sweep_png(one_seed)
+    assert with_bars is not None and without is not None
+    assert with_bars[:8] == b"\x89PNG\r\n\x1a\n" and with_bars != without  # the error bars and their labels
 
 
 def test_timing_report(tmp_path: Path) -> None:

@@ -187,6 +187,11 @@ def confusion_png(models: Sequence[ModelRun], class_names: Sequence[str] = ()) -
     return _png(fig)
 
 
+def accuracy_label(percent: float, std: float = 0.0) -> str:
+    """A bar's label: ``"72.54%"``, or ``"72.54 ± 0.50%"`` when there is a spread over seeds."""
+    return f"{percent:.2f} ± {std:.2f}%" if std > 0 else f"{percent:.2f}%"
+
+
 def accuracy_png(
     models: Sequence[ModelRun], paper_accuracy: Mapping[str, float] | None = None, source: str = ""
 ) -> bytes | None:
@@ -195,6 +200,8 @@ def accuracy_png(
     The visual counterpart of the DeepMimic paper's Tables 1-5 (``paper_accuracy`` is
     in percent, keyed by model name). When every value is above 50% the axis starts
     near the lowest value so small gaps stay visible; the axis label says where.
+    A model whose summary has ``accuracy_std`` (a fraction, over seeds) gets an error
+    bar of one standard deviation and a "mean ± std" label.
     Returns ``None`` when no model has an accuracy.
     """
     paper_accuracy = paper_accuracy or {}
@@ -205,6 +212,7 @@ def accuracy_png(
         (m.name, 100 * float(m.summary["accuracy"]), float(p) if _finite(p := paper_accuracy.get(m.name)) else None)
         for m in scored
     ]
+    stds = [100 * float(std) if _finite(std := m.summary.get("accuracy_std")) else 0.0 for m in scored]
     colors = [MENTOR_COLOR if m.role == "mentor" else PALETTE[0] for m in scored]
     has_paper = any(p is not None for _, _, p in bars)
     values = [v for _, ours, paper in bars for v in (ours, paper) if v is not None]
@@ -214,12 +222,23 @@ def accuracy_png(
     ax = fig.subplots()
     positions = np.arange(len(bars))
     offset = height / 2 if has_paper else 0.0
-    ours = ax.barh(positions - offset, [b[1] - low for b in bars], height, left=low, color=colors, label="this run")
-    for rect, (_, value, _) in zip(ours, bars):
+    has_std = any(stds)
+    ours = ax.barh(
+        positions - offset,
+        [b[1] - low for b in bars],
+        height,
+        left=low,
+        color=colors,
+        label="this run" + (" (mean ± std over seeds)" if has_std else ""),
+        xerr=stds if has_std else None,
+        capsize=3 if has_std else 0,
+        error_kw={"ecolor": "#333333", "elinewidth": 1},
+    )
+    for rect, (_, value, _), std in zip(ours, bars, stds):
         ax.text(
-            value + 0.1 * (100 - low) / 20,
+            value + std + 0.1 * (100 - low) / 20,
             rect.get_y() + rect.get_height() / 2,
-            f"{value:.2f}%",
+            accuracy_label(value, std),
             va="center",
             fontsize=9,
         )
@@ -250,7 +269,11 @@ def accuracy_png(
     ax.invert_yaxis()
     ax.set_xlim(low, 100 + (100 - low) * 0.12)
     ax.set_xticks([t for t in ax.get_xticks() if low <= t <= 100])
-    ax.set_xlabel("test accuracy (%)" + (f" - axis starts at {low:.0f}%" if low > 0 else ""))
+    ax.set_xlabel(
+        "test accuracy (%)"
+        + (", mean ± std over seeds" if has_std else "")
+        + (f" - axis starts at {low:.0f}%" if low > 0 else "")
+    )
     ax.set_title("Test accuracy per model", fontsize=13, loc="left", fontweight="bold")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_axisbelow(True)

@@ -152,7 +152,7 @@ def sweep_png(summary: dict[str, Any]) -> bytes | None:
             ModelRun(
                 name,
                 "mentor" if i == 0 and name not in summary.get("students", ()) else "student",
-                {"accuracy": pair[0]},
+                {"accuracy": pair[0], "accuracy_std": pair[1]},
             )
             for i, (name, pair) in enumerate(row["accuracy"].items())
         ]
